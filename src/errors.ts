@@ -1,0 +1,57 @@
+/**
+ * Every failure imagegate reports is an ImagegateError with a stable `code`, a message that says what was
+ * wrong and what to do, and an exit code class for the CLI. Messages never contain key material.
+ */
+export type ErrorCode =
+  | 'USAGE' // a flag or argument is malformed
+  | 'BAD_REFERENCE' // an image name or transport reference does not parse
+  | 'BAD_FORMAT' // a manifest, index, config, layout or archive is malformed
+  | 'NOT_FOUND' // an image, tag, blob or file does not exist
+  | 'DIGEST_MISMATCH' // content does not match the digest or size that names it
+  | 'UNSUPPORTED' // a valid input we do not handle (media type, cipher, transport)
+  | 'BAD_KEY' // a key file cannot be used
+  | 'NO_MATCHING_KEY' // none of the given keys unwraps a layer key
+  | 'INTEGRITY' // HMAC verification of an encrypted layer failed
+  | 'DESTINATION' // the destination cannot be written as asked
+  | 'IO'; // an operating-system level failure
+
+/** CLI exit codes, one per class of failure, so scripts can tell "fix your input" from "wrong key". */
+export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
+  USAGE: 2,
+  BAD_REFERENCE: 2,
+  BAD_FORMAT: 3,
+  NOT_FOUND: 3,
+  DIGEST_MISMATCH: 3,
+  UNSUPPORTED: 3,
+  BAD_KEY: 4,
+  NO_MATCHING_KEY: 4,
+  INTEGRITY: 5,
+  DESTINATION: 6,
+  IO: 6,
+};
+
+export class ImagegateError extends Error {
+  override readonly name = 'ImagegateError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.code];
+  }
+}
+
+export function isImagegateError(e: unknown, code?: ErrorCode): e is ImagegateError {
+  return e instanceof ImagegateError && (code === undefined || e.code === code);
+}
+
+/** Node system errors carry `code` strings such as ENOENT; this reads one without a cast at every call site. */
+export function systemErrorCode(e: unknown): string | undefined {
+  if (typeof e === 'object' && e !== null && 'code' in e && typeof (e as { code: unknown }).code === 'string') {
+    return (e as { code: string }).code;
+  }
+  return undefined;
+}

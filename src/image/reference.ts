@@ -1,0 +1,101 @@
+import { ImagegateError } from '../errors.js';
+import { isDigest, type Digest } from './digest.js';
+
+/**
+ * A docker image reference (`[domain[:port]/]path[:tag][@digest]`), following distribution/reference's grammar
+ * and Docker's normalisation: a first component is a registry host only if it contains `.` or `:`, is
+ * `localhost`, or has upper-case letters; otherwise the registry is docker.io and one-part names get `library/`.
+ */
+export interface ImageReference {
+  /** Registry host with optional port, e.g. `docker.io`, `localhost:5000`. */
+  domain: string;
+  /** Repository path inside the registry, e.g. `library/busybox`. */
+  path: string;
+  tag?: string;
+  digest?: Digest;
+}
+
+export const DEFAULT_DOMAIN = 'docker.io';
+const LEGACY_DEFAULT_DOMAIN = 'index.docker.io';
+const MAX_NAME_LENGTH = 255;
+
+const ALNUM = '[a-z0-9]+';
+const SEPARATOR = '(?:[._]|__|[-]+)';
+const PATH_COMPONENT = `${ALNUM}(?:${SEPARATOR}${ALNUM})*`;
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN_NAME = `${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*`;
+const IPV6 = '\\[(?:[a-fA-F0-9:]+)\\]';
+const DOMAIN = `(?:${DOMAIN_NAME}|${IPV6})(?::[0-9]+)?`;
+const TAG = '[\\w][\\w.-]{0,127}';
+const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
+
+const PATH_RE = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+const DOMAIN_RE = new RegExp(`^${DOMAIN}$`);
+const TAG_RE = new RegExp(`^${TAG}$`);
+const DIGEST_RE = new RegExp(`^${DIGEST}$`);
+
+function bad(ref: string, why: string): ImagegateError {
+  return new ImagegateError('BAD_REFERENCE', `invalid image reference ${JSON.stringify(ref)}: ${why}`);
+}
+
+export function parseImageReference(ref: string): ImageReference {
+  if (ref === '') throw bad(ref, 'it is empty');
+  let rest = ref;
+  let digest: Digest | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    const d = rest.slice(at + 1);
+    if (!DIGEST_RE.test(d)) throw bad(ref, `${JSON.stringify(d)} is not a digest`);
+    if (!isDigest(d)) throw bad(ref, `digest ${JSON.stringify(d)} must be sha256 or sha512 with lowercase hex of the right length`);
+    digest = d;
+    rest = rest.slice(0, at);
+  }
+  let tag: string | undefined;
+  const lastSlash = rest.lastIndexOf('/');
+  const colon = rest.lastIndexOf(':');
+  if (colon > lastSlash) {
+    tag = rest.slice(colon + 1);
+    if (!TAG_RE.test(tag)) throw bad(ref, `tag ${JSON.stringify(tag)} must be 1-128 of [A-Za-z0-9_.-] and not start with . or -`);
+    rest = rest.slice(0, colon);
+  }
+  let domain: string;
+  let path: string;
+  const slash = rest.indexOf('/');
+  const first = slash < 0 ? rest : rest.slice(0, slash);
+  if (slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost' || first !== first.toLowerCase())) {
+    domain = first;
+    path = rest.slice(slash + 1);
+    if (!DOMAIN_RE.test(domain)) throw bad(ref, `registry host ${JSON.stringify(domain)} is not a valid host[:port]`);
+  } else {
+    domain = DEFAULT_DOMAIN;
+    path = rest;
+  }
+  if (domain === LEGACY_DEFAULT_DOMAIN) domain = DEFAULT_DOMAIN;
+  if (domain === DEFAULT_DOMAIN && !path.includes('/')) path = `library/${path}`;
+  if (!PATH_RE.test(path)) {
+    throw bad(ref, `repository ${JSON.stringify(path)} must be lowercase path components of [a-z0-9] separated by ".", "_", "__", "-" or "/"`);
+  }
+  if (domain.length + 1 + path.length > MAX_NAME_LENGTH) throw bad(ref, `the name is longer than ${MAX_NAME_LENGTH} characters`);
+  const out: ImageReference = { domain, path };
+  if (tag !== undefined) out.tag = tag;
+  if (digest !== undefined) out.digest = digest;
+  return out;
+}
+
+/** `docker.io/library/busybox:latest`, the fully-qualified form. */
+export function formatImageReference(r: ImageReference): string {
+  return `${r.domain}/${r.path}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${r.digest}` : ''}`;
+}
+
+/** `busybox:latest` for Docker Hub official images, as `docker save` writes RepoTags. */
+export function familiarName(r: ImageReference): string {
+  let name = `${r.domain}/${r.path}`;
+  if (r.domain === DEFAULT_DOMAIN) name = r.path.startsWith('library/') ? r.path.slice('library/'.length) : r.path;
+  return `${name}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${r.digest}` : ''}`;
+}
+
+/** Checks an OCI layout `org.opencontainers.image.ref.name` value (a tag, or any reference-ish string). */
+export function isValidRefName(s: string): boolean {
+  // image-layout.md: components of alphanum separated by -._:@/+ and a few more; be strict but allow tags.
+  return /^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:\/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$/.test(s);
+}

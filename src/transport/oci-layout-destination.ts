@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import { readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { ImagegateError } from '../errors.js';
+import type { Descriptor } from '../image/descriptor.js';
+import type { ImageDestination, StoredBlob } from '../image/image.js';
+import { DirectoryFiles } from './layout-files.js';
+import { readLayoutIndex, REF_NAME_ANNOTATION } from './oci-layout-source.js';
+import { exists, OciLayoutWriter } from './oci-layout-writer.js';
+
+/**
+ * `oci:DIR[:TAG]` as a destination. A new layout is built in a hidden sibling directory and renamed into place
+ * on commit; an existing layout gets new blobs in place (each written atomically) and its index.json replaced
+ * last, and a failed run removes the blobs it added. Either way a failure leaves no new image behind.
+ */
+export class OciLayoutDestination implements ImageDestination {
+  readonly canStoreEncryptedLayers = true;
+  readonly canStoreIndex = true;
+  private committed = false;
+
+  private constructor(
+    readonly description: string,
+    private readonly dir: string,
+    private readonly tag: string | undefined,
+    private readonly writer: OciLayoutWriter,
+    private readonly staging: string | undefined,
+  ) {}
+
+  static async open(dir: string, tag: string | undefined, description: string): Promise<OciLayoutDestination> {
+    const target = path.resolve(dir);
+    let staging: string | undefined;
+    let root = target;
+    if (await exists(target)) {
+      const isLayout = await exists(path.join(target, 'oci-layout'));
+      const empty = !isLayout && (await readdir(target)).length === 0;
+      if (!isLayout && !empty) {
+        throw new ImagegateError('DESTINATION', `${description}: ${target} exists and is not an OCI image layout; choose a new or empty directory`);
+      }
+      if (empty) staging = root = stagingPath(target);
+    } else {
+      staging = root = stagingPath(target);
+    }
+    const writer = new OciLayoutWriter(root);
+    await writer.init();
+    return new OciLayoutDestination(description, target, tag, writer, staging);
+  }
+
+  hasBlob(blob: StoredBlob): Promise<boolean> {
+    return this.writer.hasBlob(blob);
+  }
+
+  putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
+    return this.writer.putBlob(content, expected);
+  }
+
+  async commit(root: Descriptor): Promise<void> {
+    const entry: Descriptor = { mediaType: root.mediaType, digest: root.digest, size: root.size };
+    if (this.tag !== undefined) entry.annotations = { [REF_NAME_ANNOTATION]: this.tag };
+    if (this.staging !== undefined) {
+      await this.writer.writeIndex([entry]);
+      // rename(2) replaces an empty directory, so an empty target is fine too.
+      await rename(this.staging, this.dir);
+      this.committed = true;
+      return;
+    }
+    const existing = await readLayoutIndex(new DirectoryFiles(this.dir));
+    const kept = existing.filter((d) => this.tag === undefined || d.annotations?.[REF_NAME_ANNOTATION] !== this.tag);
+    await this.writer.writeIndex([...kept, entry]);
+    this.committed = true;
+  }
+
+  async abort(): Promise<void> {
+    if (this.committed) return;
+    if (this.staging !== undefined) await rm(this.staging, { recursive: true, force: true });
+    else await this.writer.removeCreated();
+  }
+}
+
+function stagingPath(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.imagegate-${randomBytes(6).toString('hex')}`);
+}
