@@ -26,7 +26,7 @@ export function readDescriptor(r: JsonReader): Descriptor {
   const o = r.object();
   const mediaType = r.field('mediaType').string();
   const digestText = r.field('digest').string();
-  if (!isDigest(digestText)) r.field('digest').fail(`must be "sha256:" and 64 lowercase hex digits, got ${quote(digestText)}`);
+  if (!isDigest(digestText)) return r.field('digest').fail(`must be "sha256:" and 64 lowercase hex digits, got ${quote(digestText)}`);
   const digest: Digest = digestText;
   const size = r.field('size').integer();
   if (size < 0) r.field('size').fail(`must not be negative, got ${size}`);
