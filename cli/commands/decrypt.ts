@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { decryptImage } from '../../src/ops/decrypt.js';
+import { parseLayerIndex } from '../../src/ops/layer-selection.js';
+import { openDestination, openSource } from '../../src/transport/transports.js';
+import { loadKeys } from '../recipients.js';
+import { collect, info } from '../run.js';
+import { parsePlatforms } from './encrypt.js';
+
+interface DecryptFlags {
+  key: string[];
+  layer: string[];
+  platform: string[];
+  quiet?: boolean;
+}
+
+export function registerDecrypt(program: Command): void {
+  program
+    .command('decrypt')
+    .summary('decrypt the encrypted layers of an image')
+    .description(
+      'Decrypt every encrypted layer with the given private keys. Each layer key is unwrapped before anything is\n' +
+        'written and each layer is verified (HMAC) while it streams; the destination is written only when every\n' +
+        'layer verified, so a wrong key or a tampered layer leaves nothing behind.',
+    )
+    .argument('<source>', 'encrypted image: oci:DIR[:TAG], oci-archive:FILE[:TAG]')
+    .argument('<destination>', 'where to write the plain image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]')
+    .option('-k, --key <file>', 'private key (PEM PKCS#8/PKCS#1/SEC1, DER or JWK); repeatable, each is tried', collect, [])
+    .option('-l, --layer <index>', 'decrypt only this layer (0 = bottom, -1 = top); repeatable', collect, [])
+    .option('-p, --platform <os/arch[/variant]>', 'decrypt only this platform; repeatable', collect, [])
+    .option('-q, --quiet', 'print only the digest of the result')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  imagegate decrypt oci:./app:1.0-enc oci:./app-plain:1.0 --key team.pem
+  imagegate decrypt oci-archive:app-enc.tar docker-archive:app.tar:app:1.0 -k a.pem -k b.jwk`,
+    )
+    .action(async (src: string, dst: string, flags: DecryptFlags) => {
+      const keys = await loadKeys(flags.key);
+      const platforms = parsePlatforms(flags.platform);
+      const source = await openSource(src);
+      try {
+        const destination = await openDestination(dst);
+        const result = await decryptImage(source, destination, {
+          keys,
+          layers: flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined,
+          platforms,
+          platform: platforms[0],
+        });
+        if (!flags.quiet) {
+          info(result.rewrittenLayers === 0 ? `no encrypted layers to decrypt; copied to ${dst}` : `decrypted and verified ${result.rewrittenLayers} layer(s); wrote ${dst}`);
+        }
+        process.stdout.write(`${result.root.digest}\n`);
+      } finally {
+        await source.close();
+      }
+    });
+}

@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { inspectImage, type InspectReport } from '../../src/ops/inspect.js';
+import { openSource } from '../../src/transport/transports.js';
+
+export function registerInspect(program: Command): void {
+  program
+    .command('inspect')
+    .summary('show which layers are encrypted, with which schemes and recipients (no key needed)')
+    .argument('<image>', 'oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
+    .option('--json', 'print the report as JSON')
+    .addHelpText('after', '\nExamples:\n  imagegate inspect oci:./app:1.0-enc\n  imagegate inspect --json oci-archive:app-enc.tar | jq .images[].layers')
+    .action(async (image: string, flags: { json?: boolean }) => {
+      const source = await openSource(image);
+      try {
+        const report = await inspectImage(source);
+        process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      } finally {
+        await source.close();
+      }
+    });
+}
+
+export function formatReport(r: InspectReport): string {
+  const lines = [`${r.image}`, `  ${r.mediaType} ${r.digest}`];
+  for (const img of r.images) {
+    const encrypted = img.layers.filter((l) => l.encrypted).length;
+    lines.push('', `${img.platform ?? 'image'} ${img.digest}: ${encrypted} of ${img.layers.length} layer(s) encrypted`);
+    for (const l of img.layers) {
+      const schemes = l.schemes
+        .map((s) => {
+          const who = s.recipients.map((x) => (x.detail !== undefined ? `${x.algorithm} ${x.detail}` : x.algorithm)).join(', ');
+          return who === '' ? s.scheme : `${s.scheme}[${who}]`;
+        })
+        .join(' ');
+      lines.push(`  ${String(l.index).padStart(2)}  ${l.encrypted ? 'encrypted' : 'plain    '}  ${l.digest}  ${String(l.size).padStart(12)}  ${l.mediaType}${schemes !== '' ? `  ${schemes}` : ''}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}

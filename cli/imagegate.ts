@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { registerDecrypt } from './commands/decrypt.js';
+import { registerDemo } from './commands/demo.js';
+import { registerEncrypt } from './commands/encrypt.js';
+import { registerInspect } from './commands/inspect.js';
+import { registerKeygen } from './commands/keygen.js';
+import { reportFailure } from './run.js';
+
+export function buildProgram(): Command {
+  const program = new Command('imagegate')
+    .description('Encrypt container images with ocicrypt-compatible layer encryption, and decrypt and inspect them.')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Images are named as in skopeo: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG].
+
+Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad or missing image, 4 key problem (unusable key, no matching
+key), 5 integrity failure (tampered layer), 6 destination or I/O failure.
+
+Quick start:
+  imagegate demo                      # builds, encrypts, inspects and decrypts a sample image
+  imagegate keygen --out team
+  imagegate encrypt oci:./app:1.0 oci:./app:1.0-enc --recipient jwe:team.pub.pem
+  imagegate decrypt oci:./app:1.0-enc oci:./app-plain:1.0 --key team.pem`,
+    );
+  registerEncrypt(program);
+  registerDecrypt(program);
+  registerInspect(program);
+  registerKeygen(program);
+  registerDemo(program);
+  for (const c of program.commands) c.exitOverride();
+  return program;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (e) {
+  process.exitCode = reportFailure(e);
+}

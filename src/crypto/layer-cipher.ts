@@ -1,0 +1,110 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual, type Hmac } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { ImagegateError } from '../errors.js';
+
+/**
+ * ocicrypt's only layer cipher, AES_256_CTR_HMAC_SHA256: AES-256 in CTR mode with the 16-byte nonce as the whole
+ * initial 128-bit counter block (wrapping from ff..ff to 00..00, which OpenSSL's aes-256-ctr does), then
+ * HMAC-SHA256 over the ciphertext with the same 32-byte key. No framing: ciphertext length = plaintext length.
+ */
+export const LAYER_CIPHER = 'AES_256_CTR_HMAC_SHA256';
+export const LAYER_KEY_BYTES = 32;
+export const LAYER_NONCE_BYTES = 16;
+export const LAYER_HMAC_BYTES = 32;
+
+export interface LayerSecret {
+  key: Buffer;
+  nonce: Buffer;
+}
+
+export function newLayerSecret(): LayerSecret {
+  return { key: randomBytes(LAYER_KEY_BYTES), nonce: randomBytes(LAYER_NONCE_BYTES) };
+}
+
+function checkSecret(secret: LayerSecret): void {
+  if (secret.key.length !== LAYER_KEY_BYTES) {
+    throw new ImagegateError('BAD_FORMAT', `invalid layer key length of ${secret.key.length} bytes; need ${LAYER_KEY_BYTES} bytes`);
+  }
+  if (secret.nonce.length !== LAYER_NONCE_BYTES) {
+    throw new ImagegateError('BAD_FORMAT', `invalid layer nonce length of ${secret.nonce.length} bytes; need ${LAYER_NONCE_BYTES} bytes`);
+  }
+}
+
+/** Encrypts a layer stream; after it ended, `hmac()` is the MAC to publish in the public options. */
+export class LayerEncryptStream extends Transform {
+  private readonly cipher;
+  private readonly mac: Hmac;
+  private result: Buffer | undefined;
+
+  constructor(secret: LayerSecret) {
+    super();
+    checkSecret(secret);
+    this.cipher = createCipheriv('aes-256-ctr', secret.key, secret.nonce);
+    this.mac = createHmac('sha256', secret.key);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const out = this.cipher.update(chunk);
+    this.mac.update(out);
+    cb(null, out);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const tail = this.cipher.final(); // empty for CTR, but final() must run
+    if (tail.length > 0) {
+      this.mac.update(tail);
+      this.push(tail);
+    }
+    this.result = this.mac.digest();
+    cb();
+  }
+
+  hmac(): Buffer {
+    if (this.result === undefined) throw new Error('LayerEncryptStream.hmac() called before the stream ended');
+    return this.result;
+  }
+}
+
+/**
+ * Decrypts a layer stream and verifies the HMAC at the end. On mismatch the stream errors instead of ending, so
+ * a consumer that commits its output only when the stream ends cleanly never commits tampered content.
+ */
+export class LayerDecryptStream extends Transform {
+  private readonly decipher;
+  private readonly mac: Hmac;
+
+  constructor(
+    secret: LayerSecret,
+    private readonly expectedHmac: Buffer,
+    private readonly what: string,
+  ) {
+    super();
+    checkSecret(secret);
+    if (expectedHmac.length !== LAYER_HMAC_BYTES) {
+      throw new ImagegateError('BAD_FORMAT', `${what}: the published HMAC is ${expectedHmac.length} bytes; need ${LAYER_HMAC_BYTES}`);
+    }
+    this.decipher = createDecipheriv('aes-256-ctr', secret.key, secret.nonce);
+    this.mac = createHmac('sha256', secret.key);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.mac.update(chunk);
+    cb(null, this.decipher.update(chunk));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const tail = this.decipher.final();
+    if (tail.length > 0) this.push(tail);
+    const actual = this.mac.digest();
+    if (!timingSafeEqual(actual, this.expectedHmac)) {
+      cb(
+        new ImagegateError(
+          'INTEGRITY',
+          `${this.what}: HMAC verification failed; the encrypted layer was modified or corrupted after encryption. Nothing was written; re-fetch the image or ask its publisher`,
+        ),
+      );
+      return;
+    }
+    cb();
+  }
+}

@@ -1,0 +1,71 @@
+import path from 'node:path';
+import { loadPrivateKey, loadPublicKey } from '../crypto/key-files.js';
+import { generateKeyPairFiles } from '../crypto/keygen.js';
+import { JweKeyWrapper } from '../crypto/wrappers/jwe.js';
+import { openDestination, openSource } from '../transport/transports.js';
+import { decryptImage } from './decrypt.js';
+import { encryptImage } from './encrypt.js';
+import { inspectImage, type InspectReport } from './inspect.js';
+import { writeSampleImage } from './sample-image.js';
+
+export interface QuickstartReport {
+  plain: string;
+  encrypted: string;
+  decrypted: string;
+  keys: { ec: string; rsa: string };
+  encryptedReport: InspectReport;
+  /** True when every decrypted layer is byte-identical (same digest) to the original. */
+  roundTripIdentical: boolean;
+}
+
+/**
+ * The quick start, end to end: generate two key pairs (EC and RSA), build a sample image, encrypt it for both,
+ * inspect it, decrypt it with one key and check the layers came back byte for byte.
+ */
+export async function runQuickstart(dir: string, log: (line: string) => void): Promise<QuickstartReport> {
+  const ecPrefix = path.join(dir, 'alice');
+  const rsaPrefix = path.join(dir, 'bob');
+  const ec = await generateKeyPairFiles(ecPrefix, { type: 'ec', curve: 'P-256' });
+  const rsa = await generateKeyPairFiles(rsaPrefix, { type: 'rsa', bits: 3072 });
+  log(`generated key pairs ${ec.privateKey} (EC P-256) and ${rsa.privateKey} (RSA 3072)`);
+
+  const plain = `oci:${path.join(dir, 'sample')}:1.0`;
+  const encrypted = `oci:${path.join(dir, 'encrypted')}:1.0`;
+  const decrypted = `oci:${path.join(dir, 'decrypted')}:1.0`;
+  await writeSampleImage(path.join(dir, 'sample'), '1.0');
+  log(`built a two-layer sample image at ${plain}`);
+
+  const wrapper = new JweKeyWrapper();
+  const recipients = [{ wrapper, recipients: [await loadPublicKey(ec.publicKey), await loadPublicKey(rsa.publicKey)] }];
+  let src = await openSource(plain);
+  try {
+    await encryptImage(src, await openDestination(encrypted), { recipients });
+  } finally {
+    await src.close();
+  }
+  log(`imagegate encrypt ${plain} ${encrypted} --recipient jwe:${ec.publicKey} --recipient jwe:${rsa.publicKey}`);
+
+  src = await openSource(encrypted);
+  let encryptedReport: InspectReport;
+  try {
+    encryptedReport = await inspectImage(src);
+    await decryptImage(src, await openDestination(decrypted), { keys: [await loadPrivateKey(ec.privateKey)] });
+  } finally {
+    await src.close();
+  }
+  log(`imagegate decrypt ${encrypted} ${decrypted} --key ${ec.privateKey}`);
+
+  const before = await layerDigests(plain);
+  const after = await layerDigests(decrypted);
+  const roundTripIdentical = before.length === after.length && before.every((d, i) => d === after[i]);
+  return { plain, encrypted, decrypted, keys: { ec: ec.privateKey, rsa: rsa.privateKey }, encryptedReport, roundTripIdentical };
+}
+
+async function layerDigests(image: string): Promise<string[]> {
+  const src = await openSource(image);
+  try {
+    return (await inspectImage(src)).images.flatMap((i) => i.layers.map((l) => l.digest));
+  } finally {
+    await src.close();
+  }
+}

@@ -1,0 +1,41 @@
+import { splitAnnotationItems, type RecipientSummary } from '../crypto/key-wrapper.js';
+import { keyAnnotations, keyWrapper } from '../crypto/wrappers/registry.js';
+
+export interface SchemeRecipients {
+  scheme: string;
+  /** Wrapped items in the annotation (more than one after recipients were added later). */
+  items: number;
+  /** Empty when this build cannot read the scheme's recipients. */
+  recipients: RecipientSummary[];
+}
+
+/** What the key annotations of a layer tell about its recipients, without any key. */
+export function layerRecipients(annotations: Record<string, string> | undefined): SchemeRecipients[] {
+  return keyAnnotations(annotations).map(([scheme, value]) => {
+    const items = splitAnnotationItems(value);
+    const wrapper = keyWrapper(scheme);
+    const recipients: RecipientSummary[] = [];
+    if (wrapper !== undefined) {
+      for (const item of items) {
+        if (item instanceof Error) continue;
+        try {
+          recipients.push(...wrapper.describe(item));
+        } catch {
+          // an unreadable item shows up as a count without recipients
+        }
+      }
+    }
+    return { scheme, items: items.length, recipients };
+  });
+}
+
+/** `jwe (2 recipients: RSA-OAEP, ECDH-ES+A256KW P-256)` */
+export function describeRecipients(annotations: Record<string, string> | undefined): string {
+  return layerRecipients(annotations)
+    .map((s) => {
+      if (s.recipients.length === 0) return s.scheme;
+      const list = s.recipients.map((r) => (r.detail !== undefined ? `${r.algorithm} ${r.detail}` : r.algorithm)).join(', ');
+      return `${s.scheme} (${s.recipients.length} recipient${s.recipients.length === 1 ? '' : 's'}: ${list})`;
+    })
+    .join(', ');
+}
