@@ -72,17 +72,20 @@ const DEFAULT_CONCURRENCY = 3;
  * On any failure the destination is aborted and keeps nothing of this run.
  */
 export async function copyImage(source: ImageSource, destination: ImageDestination, rewriter: ImageRewriter, options: CopyOptions = {}): Promise<CopyResult> {
+  let run: CopyRun | undefined;
   try {
     let root = await loadImageTree(source, await source.rootDescriptor(), source.description);
     if (root.kind === 'index' && !destination.canStoreIndex) root = pickSingleImage(root, options.platform, destination.description);
     const plans = await planLayers(root, rewriter);
     rewriter.afterPlanning?.(plans.size);
     checkDestinationCanHold(root, plans, rewriter, destination);
-    const run = new CopyRun(source, destination, rewriter, plans, options);
+    run = new CopyRun(source, destination, rewriter, plans, options);
     const out = await run.node(root);
     await destination.commit(out);
     return { root: out, rewrittenLayers: run.rewritten };
   } catch (e) {
+    // Let layers still in flight finish or fail first, so none writes into the destination after it was cleaned.
+    await run?.settled();
     await destination.abort();
     throw e;
   }
@@ -137,7 +140,7 @@ function checkDestinationCanHold(root: ImageNode, plans: Plans, rewriter: ImageR
 class CopyRun {
   rewritten = 0;
   private readonly limit;
-  /** Each distinct layer is moved once, however many manifests list it. */
+  /** Each distinct blob is moved once, however many manifests list it; also what `settled()` waits for. */
   private readonly layerOutputs = new Map<string, Promise<Descriptor>>();
 
   constructor(
@@ -157,8 +160,7 @@ class CopyRun {
       case 'index':
         return this.index(node);
       case 'opaque':
-        await this.copyBlob(node.descriptor);
-        return node.descriptor;
+        return this.layer(node.descriptor);
     }
   }
 
@@ -174,7 +176,7 @@ class CopyRun {
 
   private async manifest(node: ManifestNode): Promise<Descriptor> {
     const { config, layers } = node.manifest;
-    const [, ...outLayers] = await Promise.all([this.copyBlob(config), ...layers.map((l) => this.layer(l))]);
+    const [, ...outLayers] = await Promise.all([this.layer(config), ...layers.map((l) => this.layer(l))]);
     const changed = outLayers.some((d, i) => d.digest !== layers[i]!.digest || d.mediaType !== layers[i]!.mediaType);
     if (!changed) return this.putDocument(node.bytes, node.descriptor);
     let json: JsonObject = { ...node.manifest.json, layers: outLayers };
@@ -182,6 +184,7 @@ class CopyRun {
     return this.putDocument(serialize(json), { ...node.descriptor, mediaType: mediaTypeOf(json, MediaType.OciManifest) });
   }
 
+  /** Moves a blob (layer, config, opaque document) once per run, rewriting it when a plan says so. */
   private layer(desc: Descriptor): Promise<Descriptor> {
     const plan = this.plans.get(desc);
     const key = `${desc.digest}${plan !== undefined ? '+rewrite' : ''}`;
@@ -193,11 +196,21 @@ class CopyRun {
     return out;
   }
 
+  /** Resolves once every layer started by this run has finished, successfully or not. */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.layerOutputs.values());
+  }
+
   private async rewriteLayer(desc: Descriptor, plan: LayerRewrite): Promise<Descriptor> {
     const input = await this.source.openBlob(desc);
     const transform = plan.createTransform();
     const output = new PassThrough({ highWaterMark: 1024 * 1024 });
-    const [stored] = await Promise.all([this.destination.putBlob(output), pipeline(input, transform, output)]);
+    // Wait for both sides to settle before failing, so the destination has removed its partial blob by the time
+    // the run aborts.
+    const [put, piped] = await Promise.allSettled([this.destination.putBlob(output), pipeline(input, transform, output)]);
+    if (piped.status === 'rejected') throw piped.reason;
+    if (put.status === 'rejected') throw put.reason;
+    const stored = put.value;
     const { mediaType, ...rest } = plan.finish();
     const result: Descriptor = { mediaType, digest: stored.digest, size: stored.size, ...rest };
     this.rewritten++;
