@@ -20,6 +20,7 @@ const INSTALL_HINTS: Record<string, string> = {
   'docker-registry': 'apt-get install docker-registry',
   htpasswd: 'apt-get install apache2-utils',
   openssl: 'apt-get install openssl',
+  time: 'apt-get install time',
 };
 
 function isExecutableFile(file: string): boolean {
