@@ -24,6 +24,11 @@ export async function tamperLayerConsistently(layoutDir: string, tag: string, la
   const blob = Buffer.from(await readLayerBlob(layoutDir, layer.digest));
   blob[byteOffset % blob.length]! ^= 0x01;
   Object.assign(layer, await putBlob(layoutDir, blob));
+  await replaceManifest(layoutDir, tag, manifest);
+}
+
+/** Stores `manifest` as a blob and points `tag` at it: an edited image that is consistent digest-wise. */
+export async function replaceManifest(layoutDir: string, tag: string, manifest: object): Promise<void> {
   const m = await putBlob(layoutDir, Buffer.from(JSON.stringify(manifest)));
   const index = await readIndexJson(layoutDir);
   index.manifests = index.manifests.map((d) => (d.annotations?.[REF_NAME] === tag ? { ...d, ...m } : d));

@@ -53,6 +53,14 @@ describe('jwe key wrapper', () => {
     });
   }
 
+  it('writes epk coordinates at full curve length, which go-jose requires (P-521: 66 bytes, top byte often 0)', async () => {
+    for (let i = 0; i < 16; i++) {
+      const jwe = JSON.parse((await wrapper.wrap(payload, [p521.pub])).toString()) as Record<string, string>;
+      const epk = header(jwe.protected!).epk as Record<string, string>;
+      expect([Buffer.from(epk.x!, 'base64url').length, Buffer.from(epk.y!, 'base64url').length]).toEqual([66, 66]);
+    }
+  });
+
   it('writes general JSON for several recipients and each recipient unwraps', async () => {
     const item = await wrapper.wrap(payload, [rsa.pub, p256.pub]);
     const jwe = JSON.parse(item.toString()) as { protected: string; recipients: Array<{ header: { alg: string } }> };

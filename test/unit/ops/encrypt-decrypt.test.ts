@@ -9,10 +9,11 @@ import { decryptImage } from '../../../src/ops/decrypt.js';
 import { encryptImage, type EncryptOptions } from '../../../src/ops/encrypt.js';
 import { openDestination, openSource } from '../../../src/transport/transports.js';
 import { buildOciLayout, randomLayerFiles, readBlobJson, readIndexJson, readManifestFor, resolveTag, type BuiltLayout } from '../../support/image-builder.js';
-import { corruptBlobInPlace, tamperLayerConsistently } from '../../support/tamper.js';
+import { corruptBlobInPlace, replaceManifest, tamperLayerConsistently } from '../../support/tamper.js';
 import { makeKeyPair, tempDir, testTempDir, type TempDir } from '../../support/tools.js';
 
 const wrapper = new JweKeyWrapper();
+const JWE_ANNOTATION = 'org.opencontainers.image.enc.keys.jwe';
 
 async function encrypt(src: string, dst: string, recipients: LoadedKey[], extra: Partial<EncryptOptions> = {}) {
   const source = await openSource(src);
@@ -154,6 +155,23 @@ describe('encrypt and decrypt through OCI layouts', () => {
     expect(isImagegateError(err, 'NO_MATCHING_KEY')).toBe(true);
     expect((err as Error).message).toMatch(/encrypted for jwe \(1 recipient: ECDH-ES\+A256KW P-256\)/);
     expect(existsSync(`${out}/dec`)).toBe(false);
+  });
+
+  it('reads several comma-separated wrapped items, as ocicrypt appends when recipients are added', async () => {
+    const out = await testTempDir('items-');
+    await encrypt(`oci:${single.dir}:v1`, `oci:${out}/enc:v1`, [pub]);
+    // Add a second item for another recipient to every layer, as imgcrypt does when it adds a recipient.
+    const otherPub = await loadPublicKey(path.join(work!.path, 'rsa.pub.pem'));
+    const entry = await resolveTag(`${out}/enc`, 'v1');
+    const manifest = (await readBlobJson(`${out}/enc`, entry.digest)) as { layers: Array<{ annotations: Record<string, string> }> };
+    for (const layer of manifest.layers) {
+      const [first] = layer.annotations[JWE_ANNOTATION]!.split(',');
+      const opts = await wrapper.unwrap(Buffer.from(first!, 'base64'), [priv]);
+      layer.annotations[JWE_ANNOTATION] += `,${(await wrapper.wrap(opts!, [otherPub])).toString('base64')}`;
+    }
+    await replaceManifest(`${out}/enc`, 'v1', manifest);
+    await decrypt(`oci:${out}/enc:v1`, `oci:${out}/dec:v1`, [otherPriv]);
+    expect((await readManifestFor(`${out}/dec`, 'v1')).layers.map((l) => l.digest)).toEqual(single.images[0]!.layers.map((l) => l.digest));
   });
 
   it('refuses to write an encrypted image to docker-archive before doing any work', async () => {
