@@ -4,6 +4,7 @@ import { ImagegateError } from '../src/errors.js';
 /** Exit code for failures that are our bug, not the user's input. */
 export const EXIT_INTERNAL = 1;
 export const EXIT_USAGE = 2;
+export const EXIT_INTERRUPTED = 130;
 
 /** Where the CLI writes progress and errors: stderr, so stdout stays parseable (digests, --json). */
 export function info(message: string): void {
@@ -28,6 +29,22 @@ export function reportFailure(e: unknown): number {
   if (process.env.IMAGEGATE_DEBUG !== undefined) info(err.stack ?? '');
   else info('(set IMAGEGATE_DEBUG=1 for details, and please report this)');
   return EXIT_INTERNAL;
+}
+
+/**
+ * An AbortSignal that fires on the first SIGINT or SIGTERM, so a running copy stops and removes what it staged;
+ * a second signal exits at once.
+ */
+export function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (name: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
+    info(`imagegate: ${name}: stopping and removing partial output (again to quit at once)`);
+    controller.abort(new ImagegateError('INTERRUPTED', `interrupted by ${name}; nothing was written`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return controller.signal;
 }
 
 /** Collects a repeatable option into an array. */

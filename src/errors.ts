@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'NO_MATCHING_KEY' // none of the given keys unwraps a layer key
   | 'INTEGRITY' // HMAC verification of an encrypted layer failed
   | 'DESTINATION' // the destination cannot be written as asked
-  | 'IO'; // an operating-system level failure
+  | 'IO' // an operating-system level failure
+  | 'INTERRUPTED'; // stopped by a signal (Ctrl-C)
 
 /** CLI exit codes, one per class of failure, so scripts can tell "fix your input" from "wrong key". */
 export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
@@ -28,6 +29,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   INTEGRITY: 5,
   DESTINATION: 6,
   IO: 6,
+  INTERRUPTED: 130,
 };
 
 export class ImagegateError extends Error {

@@ -3,7 +3,7 @@ import { decryptImage } from '../../src/ops/decrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { openDestination, openSource } from '../../src/transport/transports.js';
 import { loadKeys } from '../recipients.js';
-import { collect, info } from '../run.js';
+import { collect, info, interruptSignal } from '../run.js';
 import { parsePlatforms } from './encrypt.js';
 
 interface DecryptFlags {
@@ -46,6 +46,7 @@ Examples:
           layers: flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined,
           platforms,
           platform: platforms[0],
+          signal: interruptSignal(),
         });
         if (!flags.quiet) {
           info(result.rewrittenLayers === 0 ? `no encrypted layers to decrypt; copied to ${dst}` : `decrypted and verified ${result.rewrittenLayers} layer(s); wrote ${dst}`);

@@ -5,7 +5,7 @@ import { encryptImage } from '../../src/ops/encrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { openDestination, openSource } from '../../src/transport/transports.js';
 import { loadRecipients } from '../recipients.js';
-import { collect, info } from '../run.js';
+import { collect, info, interruptSignal } from '../run.js';
 
 export function parsePlatforms(values: readonly string[]): Platform[] {
   return values.map((v) => {
@@ -58,6 +58,7 @@ Examples:
           layers,
           platforms,
           platform: platforms[0],
+          signal: interruptSignal(),
           onSkip: flags.quiet ? undefined : (label, reason) => info(`skipped ${label}: ${reason}`),
         });
         if (!flags.quiet) info(`encrypted ${result.rewrittenLayers} layer(s); wrote ${dst}`);

@@ -1,6 +1,6 @@
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { PassThrough } from 'node:stream';
+import { addAbortSignal, PassThrough } from 'node:stream';
 import { ImagegateError } from '../errors.js';
 import { formatPlatform, platformMatches, type Descriptor, type Platform } from '../image/descriptor.js';
 import type { ImageDestination, ImageNode, ImageSource, IndexNode, ManifestNode } from '../image/image.js';
@@ -56,6 +56,8 @@ export interface CopyOptions {
   /** For destinations that hold one image: which platform of an index to write. */
   platform?: Platform;
   onLayer?: (event: { label: string; action: 'rewritten' | 'copied' | 'skipped'; descriptor: Descriptor }) => void;
+  /** Cancels the copy (e.g. on Ctrl-C): streams stop, and the destination is cleaned up as on any failure. */
+  signal?: AbortSignal;
 }
 
 export interface CopyResult {
@@ -87,6 +89,8 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
     // Let layers still in flight finish or fail first, so none writes into the destination after it was cleaned.
     await run?.settled();
     await destination.abort();
+    // A cancelled stream fails with a generic AbortError; report why it was cancelled instead.
+    if (options.signal?.aborted === true && options.signal.reason instanceof Error) throw options.signal.reason;
     throw e;
   }
 }
@@ -202,7 +206,7 @@ class CopyRun {
   }
 
   private async rewriteLayer(desc: Descriptor, plan: LayerRewrite): Promise<Descriptor> {
-    const input = await this.source.openBlob(desc);
+    const input = await this.open(desc);
     const transform = plan.createTransform();
     const output = new PassThrough({ highWaterMark: 1024 * 1024 });
     // Wait for both sides to settle before failing, so the destination has removed its partial blob by the time
@@ -220,8 +224,15 @@ class CopyRun {
 
   private async copyBlob(desc: Descriptor): Promise<void> {
     if (await this.destination.hasBlob(desc)) return;
-    const input: Readable = await this.source.openBlob(desc);
+    const input = await this.open(desc);
     await this.destination.putBlob(input, desc);
+  }
+
+  private async open(desc: Descriptor): Promise<Readable> {
+    const signal = this.options.signal;
+    signal?.throwIfAborted();
+    const input = await this.source.openBlob(desc);
+    return signal !== undefined ? addAbortSignal(signal, input) : input;
   }
 
   private async putDocument(bytes: Buffer, template: Descriptor): Promise<Descriptor> {

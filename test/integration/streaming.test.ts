@@ -2,11 +2,13 @@
  * Memory must not grow with layer size: encrypting and decrypting a 512 MiB layer takes about the same peak RSS
  * as a 64 MiB one (8x smaller). Measured on the real CLI process with GNU time (%M, peak resident set in KiB).
  */
+import { spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBigLayerLayout } from '../support/image-builder.js';
 import { CLI } from '../support/imagegate.js';
-import { makeKeyPair, requireTool, runOk, tempDir, type KeyPairFiles, type TempDir } from '../support/tools.js';
+import { makeKeyPair, requireTool, runOk, tempDir, testTempDir, type KeyPairFiles, type TempDir } from '../support/tools.js';
 
 const gnuTime = requireTool('time');
 const MiB = 1024 * 1024;
@@ -28,6 +30,21 @@ describe.skipIf(!gnuTime)('streaming', () => {
     await writeBigLayerLayout(path.join(work.path, 'big'), 512 * MiB, { compression: 'none', tag: 'v1' });
   });
   afterAll(async () => work?.cleanup());
+
+  it('stops on Ctrl-C (SIGINT) with exit code 130 and leaves no output or staging directory', async () => {
+    const dir = path.join(work.path, 'big');
+    const out = await testTempDir('sigint-');
+    const child = spawn(process.execPath, [CLI, 'encrypt', `oci:${dir}:v1`, `oci:${out}/enc:v1`, '-r', `jwe:${key.publicKeyPath}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    // Interrupt once the staging directory shows the copy is under way.
+    for (let i = 0; i < 200 && (await readdir(out)).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(stderr).toContain('interrupted by SIGINT; nothing was written');
+    expect(code).toBe(130);
+    expect(await readdir(out)).toEqual([]);
+  });
 
   it('keeps peak RSS flat from a 64 MiB to a 512 MiB layer, encrypting and decrypting', async () => {
     const rss: Record<string, number> = {};
