@@ -1,21 +1,20 @@
 import { createHash } from 'node:crypto';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import { ImagegateError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
-import { digestHex, parseDigest, sha256Digest, VerifyingStream, type Digest } from '../image/digest.js';
-import type { ImageDestination, ImageSource, StoredBlob } from '../image/image.js';
+import { digestHex, parseDigest, sha256Digest, type Digest } from '../image/digest.js';
+import type { ImageDestination, ImageSource } from '../image/image.js';
 import { MAX_MANIFEST_BYTES, parseIndex, parseManifest, serialize } from '../image/manifest.js';
 import { isEncryptedMediaType, isIndexMediaType, isManifestMediaType, MediaType } from '../image/media-types.js';
 import { familiarName, formatImageReference, parseImageReference, type ImageReference } from '../image/reference.js';
 import { JsonReader, parseJson } from '../image/validate.js';
-import { readAll } from '../util/streams.js';
-import { checkArchiveTarget, replaceFile, stagingDirFor, tempFileFor, writeTarFile, type ArchiveMember } from './oci-archive.js';
+import { openStaging, StagedArchiveDestination, type ArchiveStaging } from './staged-archive-destination.js';
+import type { ArchiveMember } from './tar-pack.js';
 import { blobPath, OciLayoutSource, readLayoutIndex, REF_NAME_ANNOTATION, selectByRefName } from './oci-layout-source.js';
-import { OciLayoutWriter } from './oci-layout-writer.js';
 import { TarFiles } from './tar-index.js';
+import { readVerifiedBlob, verifiedBlobStream } from './verified-blob.js';
 
 /**
  * `docker-archive:FILE[:REF]`: the `docker save` / `docker load` format. REF is `name:tag` (matched against
@@ -304,17 +303,11 @@ class LegacyArchiveSource implements ImageSource {
       throw new ImagegateError('NOT_FOUND', `${this.description} has no blob ${desc.digest} (${desc.mediaType}); it is not part of the selected image`);
     }
     const raw = 'bytes' in origin ? Readable.from([origin.bytes]) : await this.files.open(origin.member);
-    const out = new PassThrough();
-    // Errors anywhere in the chain (read failure, digest mismatch) surface on the returned stream.
-    pipeline(raw, new VerifyingStream(desc, 'blob'), out).catch((e: unknown) => out.destroy(e as Error));
-    return out;
+    return verifiedBlobStream(raw, desc);
   }
 
-  async readBlob(desc: Descriptor, limit = MAX_MANIFEST_BYTES): Promise<Buffer> {
-    if (desc.size > limit) {
-      throw new ImagegateError('BAD_FORMAT', `${this.description}: blob ${desc.digest} declares ${desc.size} bytes, more than the ${limit} allowed for a ${desc.mediaType}`);
-    }
-    return readAll(await this.openBlob(desc), limit, `blob ${desc.digest}`);
+  readBlob(desc: Descriptor, limit = MAX_MANIFEST_BYTES): Promise<Buffer> {
+    return readVerifiedBlob((d) => this.openBlob(d), desc, limit, this.description);
   }
 
   async close(): Promise<void> {
@@ -368,17 +361,7 @@ export async function openDockerArchiveDestination(file: string, ref: string | u
     }
     name = parseDockerRef(ref, description);
   }
-  const target = path.resolve(file);
-  await checkArchiveTarget(target, description);
-  const staging = stagingDirFor(target);
-  const writer = new OciLayoutWriter(staging);
-  try {
-    await writer.init();
-  } catch (e) {
-    await rm(staging, { recursive: true, force: true });
-    throw new ImagegateError('DESTINATION', `${description}: cannot create the staging directory ${staging}: ${(e as Error).message}`, { cause: e });
-  }
-  return new DockerArchiveDestination(description, target, name, writer, staging);
+  return new DockerArchiveDestination(description, await openStaging(file, description), name);
 }
 
 /**
@@ -386,27 +369,16 @@ export async function openDockerArchiveDestination(file: string, ref: string | u
  * per layer with the blob's bytes as they are (docker load decompresses gzip layers itself), `manifest.json`
  * and `repositories`. The format has no place for layer annotations, so encrypted images are refused.
  */
-class DockerArchiveDestination implements ImageDestination {
+class DockerArchiveDestination extends StagedArchiveDestination {
   readonly canStoreEncryptedLayers = false;
   readonly canStoreIndex = false;
-  private readonly tmp: string;
 
   constructor(
-    readonly description: string,
-    private readonly target: string,
+    description: string,
+    staged: ArchiveStaging,
     private readonly name: ImageReference | undefined,
-    private readonly writer: OciLayoutWriter,
-    private readonly staging: string,
   ) {
-    this.tmp = tempFileFor(target);
-  }
-
-  hasBlob(blob: StoredBlob): Promise<boolean> {
-    return this.writer.hasBlob(blob);
-  }
-
-  putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
-    return this.writer.putBlob(content, expected);
+    super(description, staged);
   }
 
   async commit(root: Descriptor): Promise<void> {
@@ -445,14 +417,7 @@ class DockerArchiveDestination implements ImageDestination {
       const repository = familiarName({ domain: this.name.domain, path: this.name.path });
       members.push({ name: 'repositories', bytes: Buffer.from(JSON.stringify({ [repository]: { [this.name.tag]: digestHex(top.digest) } })) });
     }
-    await writeTarFile(this.tmp, members, this.description);
-    await replaceFile(this.tmp, this.target, this.description);
-    await rm(this.staging, { recursive: true, force: true });
-  }
-
-  async abort(): Promise<void> {
-    await rm(this.staging, { recursive: true, force: true });
-    await rm(this.tmp, { force: true });
+    await this.packIntoTarget(members);
   }
 
   private staged(blob: Descriptor): string {

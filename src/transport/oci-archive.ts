@@ -1,17 +1,13 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { pack as tarPack, type Pack } from 'tar-stream';
-import { ImagegateError, systemErrorCode } from '../errors.js';
+import { ImagegateError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
-import type { ImageDestination, ImageSource, StoredBlob } from '../image/image.js';
-import { READ_CHUNK } from './layout-files.js';
-import { OciLayoutSource, REF_NAME_ANNOTATION, selectByRefName } from './oci-layout-source.js';
-import { OciLayoutWriter } from './oci-layout-writer.js';
+import type { ImageDestination, ImageSource } from '../image/image.js';
+import { OciLayoutSource, selectByRefName } from './oci-layout-source.js';
+import { layoutIndexEntry } from './oci-layout-writer.js';
+import { openStaging, StagedArchiveDestination, type ArchiveStaging } from './staged-archive-destination.js';
 import { TarFiles } from './tar-index.js';
+import type { ArchiveMember } from './tar-pack.js';
 
 /**
  * `oci-archive:FILE[:TAG]`: an OCI image layout packed into a plain tar file, as skopeo reads and writes it.
@@ -33,46 +29,23 @@ export async function openOciArchiveSource(file: string, tag: string | undefined
 }
 
 export async function openOciArchiveDestination(file: string, tag: string | undefined, description: string): Promise<ImageDestination> {
-  const target = path.resolve(file);
-  await checkArchiveTarget(target, description);
-  const staging = stagingDirFor(target);
-  const writer = new OciLayoutWriter(staging);
-  try {
-    await writer.init();
-  } catch (e) {
-    await rm(staging, { recursive: true, force: true });
-    throw new ImagegateError('DESTINATION', `${description}: cannot create the staging directory ${staging}: ${(e as Error).message}`, { cause: e });
-  }
-  return new OciArchiveDestination(description, target, tag, writer, staging);
+  return new OciArchiveDestination(description, await openStaging(file, description), tag);
 }
 
-class OciArchiveDestination implements ImageDestination {
+class OciArchiveDestination extends StagedArchiveDestination {
   readonly canStoreEncryptedLayers = true;
   readonly canStoreIndex = true;
-  private readonly tmp: string;
 
   constructor(
-    readonly description: string,
-    private readonly target: string,
+    description: string,
+    staged: ArchiveStaging,
     private readonly tag: string | undefined,
-    private readonly writer: OciLayoutWriter,
-    private readonly staging: string,
   ) {
-    this.tmp = tempFileFor(target);
-  }
-
-  hasBlob(blob: StoredBlob): Promise<boolean> {
-    return this.writer.hasBlob(blob);
-  }
-
-  putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
-    return this.writer.putBlob(content, expected);
+    super(description, staged);
   }
 
   async commit(root: Descriptor): Promise<void> {
-    const entry: Descriptor = { mediaType: root.mediaType, digest: root.digest, size: root.size };
-    if (this.tag !== undefined) entry.annotations = { [REF_NAME_ANNOTATION]: this.tag };
-    await this.writer.writeIndex([entry]);
+    await this.writer.writeIndex([layoutIndexEntry(root, this.tag)]);
     const members: ArchiveMember[] = [
       { name: 'oci-layout', file: path.join(this.staging, 'oci-layout') },
       { name: 'index.json', file: path.join(this.staging, 'index.json') },
@@ -86,132 +59,6 @@ class OciArchiveDestination implements ImageDestination {
         members.push({ name: `blobs/${algorithm}/${name}`, file: path.join(blobs, algorithm, name) });
       }
     }
-    await writeTarFile(this.tmp, members, this.description);
-    await replaceFile(this.tmp, this.target, this.description);
-    await rm(this.staging, { recursive: true, force: true });
-  }
-
-  async abort(): Promise<void> {
-    await rm(this.staging, { recursive: true, force: true });
-    await rm(this.tmp, { force: true });
-  }
-}
-
-/** One member of an archive being written: a file copied from disk, small in-memory bytes, or a directory. */
-export type ArchiveMember = { name: string; file: string } | { name: string; bytes: Buffer } | { name: string; directory: true };
-
-/** Fixed timestamps make archives of the same image byte-identical (moby#42766 is about the opposite). */
-const MTIME = new Date(0);
-
-/**
- * Packs `members` into a new tar file `tmp`, streaming file members from disk one after the other, so memory
- * does not grow with blob size. Removes `tmp` again on failure. Shared by the oci-archive and docker-archive
- * writers.
- */
-export async function writeTarFile(tmp: string, members: readonly ArchiveMember[], description: string): Promise<void> {
-  const pack = tarPack();
-  const out = pipeline(pack, createWriteStream(tmp, { flags: 'wx' }));
-  // A failing write (disk full) must also stop the entry being added, which waits on the pack otherwise.
-  out.catch((e: unknown) => pack.destroy(e instanceof Error ? e : new Error(String(e))));
-  try {
-    for (const m of members) await addMember(pack, m);
-    pack.finalize();
-    await out;
-  } catch (e) {
-    pack.destroy();
-    await out.catch(() => undefined);
-    await rm(tmp, { force: true });
-    if (e instanceof ImagegateError) throw e;
-    throw new ImagegateError('DESTINATION', `${description}: cannot write ${tmp}: ${(e as Error).message}`, { cause: e });
-  }
-}
-
-type Sink = ReturnType<Pack['entry']>;
-type EntryHeader = Parameters<Pack['entry']>[0];
-
-async function addMember(pack: Pack, m: ArchiveMember): Promise<void> {
-  if ('directory' in m) {
-    await entryDone(pack, { name: m.name, type: 'directory', mode: 0o755, mtime: MTIME }, (sink) => sink.end(undefined));
-    return;
-  }
-  if ('bytes' in m) {
-    await entryDone(pack, { name: m.name, type: 'file', mode: 0o644, mtime: MTIME, size: m.bytes.length }, (sink) => sink.end(m.bytes));
-    return;
-  }
-  const { size } = await stat(m.file);
-  // tar-stream's entry checks that exactly `size` bytes arrive, so a file changing under us fails the write.
-  await entryDone(pack, { name: m.name, type: 'file', mode: 0o644, mtime: MTIME, size }, (sink, fail) => pump(m.file, sink, fail));
-}
-
-/**
- * Copies a file into a tar-stream entry with back-pressure: reading pauses while the entry is full. (Node's
- * `pipe`/`pipeline` are typed for Node streams, and tar-stream's entries are streamx streams.)
- */
-function pump(file: string, sink: Sink, fail: (e: unknown) => void): void {
-  const src = createReadStream(file, { highWaterMark: READ_CHUNK });
-  src.on('data', (chunk) => {
-    if (!sink.write(chunk)) {
-      src.pause();
-      sink.once('drain', () => src.resume());
-    }
-  });
-  src.on('end', () => sink.end(undefined));
-  src.on('error', (e) => {
-    sink.destroy(e);
-    fail(e);
-  });
-  sink.on('close', () => src.destroy());
-}
-
-/** Adds one entry and waits until tar-stream has taken all of it, so entries are written strictly in order. */
-function entryDone(pack: Pack, header: EntryHeader, fill: (sink: Sink, fail: (e: unknown) => void) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const settle = (e?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      if (e === undefined || e === null) resolve();
-      else reject(e instanceof Error ? e : new Error(String(e)));
-    };
-    const sink = pack.entry(header, (err) => settle(err));
-    fill(sink, settle);
-  });
-}
-
-/** Refuses targets skopeo would refuse too, before any work is done: a directory, or a missing parent. */
-export async function checkArchiveTarget(target: string, description: string): Promise<void> {
-  try {
-    if ((await stat(target)).isDirectory()) {
-      throw new ImagegateError('DESTINATION', `${description}: ${target} is a directory; an archive destination needs a file name (use oci:${target} for a layout directory)`);
-    }
-  } catch (e) {
-    if (e instanceof ImagegateError) throw e;
-    if (systemErrorCode(e) !== 'ENOENT') throw new ImagegateError('DESTINATION', `${description}: cannot access ${target}: ${(e as Error).message}`, { cause: e });
-  }
-  const dir = path.dirname(target);
-  try {
-    if (!(await stat(dir)).isDirectory()) throw new ImagegateError('DESTINATION', `${description}: ${dir} is not a directory`);
-  } catch (e) {
-    if (e instanceof ImagegateError) throw e;
-    throw new ImagegateError('DESTINATION', `${description}: the directory ${dir} does not exist; create it first`, { cause: e });
-  }
-}
-
-/** A hidden staging directory beside the target, so the final rename stays on one file system. */
-export function stagingDirFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.imagegate-${randomBytes(6).toString('hex')}`);
-}
-
-export function tempFileFor(target: string): string {
-  return `${target}.tmp-${randomBytes(6).toString('hex')}`;
-}
-
-/** Atomically puts the finished archive in place, overwriting an existing FILE as skopeo does. */
-export async function replaceFile(tmp: string, target: string, description: string): Promise<void> {
-  try {
-    await rename(tmp, target);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw new ImagegateError('DESTINATION', `${description}: cannot replace ${target}: ${(e as Error).message}`, { cause: e });
+    await this.packIntoTarget(members);
   }
 }

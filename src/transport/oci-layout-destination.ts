@@ -7,7 +7,7 @@ import type { Descriptor } from '../image/descriptor.js';
 import type { ImageDestination, StoredBlob } from '../image/image.js';
 import { DirectoryFiles } from './layout-files.js';
 import { readLayoutIndex, REF_NAME_ANNOTATION } from './oci-layout-source.js';
-import { exists, OciLayoutWriter } from './oci-layout-writer.js';
+import { exists, layoutIndexEntry, OciLayoutWriter } from './oci-layout-writer.js';
 
 /**
  * `oci:DIR[:TAG]` as a destination. A new layout is built in a hidden sibling directory and renamed into place
@@ -55,8 +55,7 @@ export class OciLayoutDestination implements ImageDestination {
   }
 
   async commit(root: Descriptor): Promise<void> {
-    const entry: Descriptor = { mediaType: root.mediaType, digest: root.digest, size: root.size };
-    if (this.tag !== undefined) entry.annotations = { [REF_NAME_ANNOTATION]: this.tag };
+    const entry = layoutIndexEntry(root, this.tag);
     if (this.staging !== undefined) {
       await this.writer.writeIndex([entry]);
       // rename(2) replaces an empty directory, so an empty target is fine too.

@@ -1,14 +1,12 @@
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { PassThrough } from 'node:stream';
 import { ImagegateError } from '../errors.js';
-import { digestAlgorithm, digestHex, VerifyingStream } from '../image/digest.js';
+import { digestAlgorithm, digestHex } from '../image/digest.js';
 import type { Descriptor } from '../image/descriptor.js';
 import type { ImageSource } from '../image/image.js';
 import { MAX_MANIFEST_BYTES, parseIndex } from '../image/manifest.js';
 import { JsonReader, parseJson } from '../image/validate.js';
-import { readAll } from '../util/streams.js';
 import type { LayoutFiles } from './layout-files.js';
+import { readVerifiedBlob, verifiedBlobStream } from './verified-blob.js';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
@@ -82,18 +80,11 @@ export class OciLayoutSource implements ImageSource {
       }
       throw e;
     }
-    const verified = new VerifyingStream(desc, `blob`);
-    const out = new PassThrough();
-    // Errors anywhere in the chain (read failure, digest mismatch) surface on the returned stream.
-    pipeline(raw, verified, out).catch((e: unknown) => out.destroy(e as Error));
-    return out;
+    return verifiedBlobStream(raw, desc);
   }
 
-  async readBlob(desc: Descriptor, limit = MAX_MANIFEST_BYTES): Promise<Buffer> {
-    if (desc.size > limit) {
-      throw new ImagegateError('BAD_FORMAT', `${this.description}: blob ${desc.digest} declares ${desc.size} bytes, more than the ${limit} allowed for a ${desc.mediaType}`);
-    }
-    return readAll(await this.openBlob(desc), limit, `blob ${desc.digest}`);
+  readBlob(desc: Descriptor, limit = MAX_MANIFEST_BYTES): Promise<Buffer> {
+    return readVerifiedBlob((d) => this.openBlob(d), desc, limit, this.description);
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,7 @@ import type { Descriptor } from '../image/descriptor.js';
 import type { StoredBlob } from '../image/image.js';
 import { MediaType } from '../image/media-types.js';
 import { serialize } from '../image/manifest.js';
-import { blobPath } from './oci-layout-source.js';
+import { blobPath, REF_NAME_ANNOTATION } from './oci-layout-source.js';
 
 const LAYOUT_HEADER = '{"imageLayoutVersion":"1.0.0"}';
 
@@ -90,6 +90,13 @@ export class OciLayoutWriter {
     await writeFile(tmp, serialize(json));
     await rename(tmp, file);
   }
+}
+
+/** The index.json entry that names `root`, tagged when a tag is given. */
+export function layoutIndexEntry(root: Descriptor, tag: string | undefined): Descriptor {
+  const entry: Descriptor = { mediaType: root.mediaType, digest: root.digest, size: root.size };
+  if (tag !== undefined) entry.annotations = { [REF_NAME_ANNOTATION]: tag };
+  return entry;
 }
 
 export async function exists(p: string): Promise<boolean> {

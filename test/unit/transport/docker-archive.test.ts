@@ -1,40 +1,16 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImagegateError } from '../../../src/errors.js';
+import { describe, expect, it } from 'vitest';
+import { testTempDir } from '../../support/tools.js';
 import type { Descriptor } from '../../../src/image/descriptor.js';
 import type { ImageSource } from '../../../src/image/image.js';
 import { parseManifest } from '../../../src/image/manifest.js';
 import { openDockerArchiveDestination, openDockerArchiveSource } from '../../../src/transport/docker-archive.js';
-import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, putImage, sha256, tarOf, type TarEntry, type TestImage } from './tar-fixtures.js';
+import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, putImage, sha256, tarOf, type TarEntry, type TestImage , failure } from './tar-fixtures.js';
 
-let dir: string;
-let counter = 0;
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'imagegate-docker-archive-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function testDir(): Promise<string> {
-  const d = path.join(dir, `case${counter++}`);
-  await mkdir(d);
-  return d;
-}
-
-async function failure(p: Promise<unknown>): Promise<ImagegateError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ImagegateError);
-    return e as ImagegateError;
-  }
-  throw new Error('expected a failure');
-}
+/** A fresh directory per test (removed afterwards), so leftovers such as staging dirs can be checked for. */
+const testDir = () => testTempDir('imagegate-archive-');
 
 async function withSource<T>(file: string, ref: string | undefined, use: (src: ImageSource) => Promise<T>): Promise<T> {
   const src = await openDockerArchiveSource(file, ref, `docker-archive:${file}${ref !== undefined ? `:${ref}` : ''}`);

@@ -1,40 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImagegateError } from '../../../src/errors.js';
+import { describe, expect, it } from 'vitest';
+import { testTempDir } from '../../support/tools.js';
 import { openOciArchiveDestination, openOciArchiveSource } from '../../../src/transport/oci-archive.js';
-import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, ociArchiveOf, putImage, sha256, tarOf } from './tar-fixtures.js';
+import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, ociArchiveOf, putImage, sha256, tarOf , failure } from './tar-fixtures.js';
 
-let dir: string;
-let counter = 0;
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'imagegate-oci-archive-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-/** A fresh directory per test, so leftovers (staging dirs, temp files) can be checked for. */
-async function testDir(): Promise<string> {
-  const d = path.join(dir, `case${counter++}`);
-  await mkdir(d);
-  return d;
-}
-
-async function failure(p: Promise<unknown>): Promise<ImagegateError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ImagegateError);
-    return e as ImagegateError;
-  }
-  throw new Error('expected a failure');
-}
+/** A fresh directory per test (removed afterwards), so leftovers such as staging dirs can be checked for. */
+const testDir = () => testTempDir('imagegate-archive-');
 
 describe('oci-archive source', () => {
   it('reads an image by tag and verifies every blob it streams', async () => {

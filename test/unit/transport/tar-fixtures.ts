@@ -11,6 +11,8 @@ import type { Digest } from '../../../src/image/digest.js';
 import type { Descriptor } from '../../../src/image/descriptor.js';
 import type { ImageDestination, ImageSource } from '../../../src/image/image.js';
 import { parseManifest } from '../../../src/image/manifest.js';
+import { ImagegateError } from '../../../src/errors.js';
+import { expect } from 'vitest';
 
 export interface TarEntry {
   name: string;
@@ -259,4 +261,15 @@ export async function collect(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** Awaits `p`, expecting it to fail with an ImagegateError, and returns that error for further checks. */
+export async function failure(p: Promise<unknown>): Promise<ImagegateError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(ImagegateError);
+    return e as ImagegateError;
+  }
+  throw new Error('expected a failure');
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImagegateError } from '../../../src/errors.js';
 import { READ_CHUNK } from '../../../src/transport/layout-files.js';
 import { TarFiles } from '../../../src/transport/tar-index.js';
-import { blocks, collect, END_OF_ARCHIVE, paxBody, rawHeader, tarOf } from './tar-fixtures.js';
+import { blocks, collect, END_OF_ARCHIVE, paxBody, rawHeader, tarOf , failure } from './tar-fixtures.js';
 
 let dir: string;
 let counter = 0;
@@ -30,16 +30,6 @@ async function openTar(bytes: Buffer): Promise<TarFiles> {
 
 async function text(files: TarFiles, name: string): Promise<string> {
   return (await collect(await files.open(name))).toString('utf8');
-}
-
-async function failure(p: Promise<unknown>): Promise<ImagegateError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ImagegateError);
-    return e as ImagegateError;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('TarFiles: regular members', () => {
