@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -8,6 +7,7 @@ import type { ImageDestination, StoredBlob } from '../image/image.js';
 import { DirectoryFiles } from './layout-files.js';
 import { readLayoutIndex, REF_NAME_ANNOTATION } from './oci-layout-source.js';
 import { exists, layoutIndexEntry, OciLayoutWriter } from './oci-layout-writer.js';
+import { stagingDirFor } from './staging-paths.js';
 
 /**
  * `oci:DIR[:TAG]` as a destination. A new layout is built in a hidden sibling directory and renamed into place
@@ -37,9 +37,9 @@ export class OciLayoutDestination implements ImageDestination {
       if (!isLayout && !empty) {
         throw new ImagegateError('DESTINATION', `${description}: ${target} exists and is not an OCI image layout; choose a new or empty directory`);
       }
-      if (empty) staging = root = stagingPath(target);
+      if (empty) staging = root = stagingDirFor(target);
     } else {
-      staging = root = stagingPath(target);
+      staging = root = stagingDirFor(target);
     }
     const writer = new OciLayoutWriter(root);
     await writer.init();
@@ -74,8 +74,4 @@ export class OciLayoutDestination implements ImageDestination {
     if (this.staging !== undefined) await rm(this.staging, { recursive: true, force: true });
     else await this.writer.removeCreated();
   }
-}
-
-function stagingPath(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.imagegate-${randomBytes(6).toString('hex')}`);
 }

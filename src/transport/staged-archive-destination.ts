@@ -5,7 +5,8 @@ import { ImagegateError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
 import type { ImageDestination, StoredBlob } from '../image/image.js';
 import { OciLayoutWriter } from './oci-layout-writer.js';
-import { checkArchiveTarget, replaceFile, stagingDirFor, tempFileFor, writeTarFile, type ArchiveMember } from './tar-pack.js';
+import { stagingDirFor, tempFileFor } from './staging-paths.js';
+import { checkArchiveTarget, replaceFile, writeTarFile, type ArchiveMember } from './tar-pack.js';
 
 /** Where an archive destination stages its blobs before packing them. */
 export interface ArchiveStaging {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -110,15 +109,6 @@ export async function checkArchiveTarget(target: string, description: string): P
     if (e instanceof ImagegateError) throw e;
     throw new ImagegateError('DESTINATION', `${description}: the directory ${dir} does not exist; create it first`, { cause: e });
   }
-}
-
-/** A hidden staging directory beside the target, so the final rename stays on one file system. */
-export function stagingDirFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.imagegate-${randomBytes(6).toString('hex')}`);
-}
-
-export function tempFileFor(target: string): string {
-  return `${target}.tmp-${randomBytes(6).toString('hex')}`;
 }
 
 /** Atomically puts the finished archive in place, overwriting an existing FILE as skopeo does. */

@@ -3,7 +3,6 @@ import { pipeline } from 'node:stream/promises';
 import { ImagegateError } from '../errors.js';
 import { VerifyingStream } from '../image/digest.js';
 import type { Descriptor } from '../image/descriptor.js';
-import { MAX_MANIFEST_BYTES } from '../image/manifest.js';
 import { readAll } from '../util/streams.js';
 
 /**
@@ -20,7 +19,7 @@ export function verifiedBlobStream(raw: Readable, desc: Descriptor): Readable {
 export async function readVerifiedBlob(
   open: (desc: Descriptor) => Promise<Readable>,
   desc: Descriptor,
-  limit: number = MAX_MANIFEST_BYTES,
+  limit: number,
   description: string,
 ): Promise<Buffer> {
   if (desc.size > limit) {

@@ -7,7 +7,7 @@ import type { Descriptor } from '../../../src/image/descriptor.js';
 import type { ImageSource } from '../../../src/image/image.js';
 import { parseManifest } from '../../../src/image/manifest.js';
 import { openDockerArchiveDestination, openDockerArchiveSource } from '../../../src/transport/docker-archive.js';
-import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, putImage, sha256, tarOf, type TarEntry, type TestImage , failure } from './tar-fixtures.js';
+import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, putImage, sha256, tarOf, type TarEntry, type TestImage, failure } from './tar-fixtures.js';
 
 /** A fresh directory per test (removed afterwards), so leftovers such as staging dirs can be checked for. */
 const testDir = () => testTempDir('imagegate-archive-');

@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { testTempDir } from '../../support/tools.js';
 import { openOciArchiveDestination, openOciArchiveSource } from '../../../src/transport/oci-archive.js';
-import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, ociArchiveOf, putImage, sha256, tarOf , failure } from './tar-fixtures.js';
+import { collect, copyImage, hexOf, layoutBlobs, listTar, makeImage, ociArchiveOf, putImage, sha256, tarOf, failure } from './tar-fixtures.js';
 
 /** A fresh directory per test (removed afterwards), so leftovers such as staging dirs can be checked for. */
 const testDir = () => testTempDir('imagegate-archive-');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImagegateError } from '../../../src/errors.js';
 import { READ_CHUNK } from '../../../src/transport/layout-files.js';
 import { TarFiles } from '../../../src/transport/tar-index.js';
-import { blocks, collect, END_OF_ARCHIVE, paxBody, rawHeader, tarOf , failure } from './tar-fixtures.js';
+import { blocks, collect, END_OF_ARCHIVE, paxBody, rawHeader, tarOf, failure } from './tar-fixtures.js';
 
 let dir: string;
 let counter = 0;
