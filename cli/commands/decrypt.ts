@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
-import { openDestination, openSource } from '../../src/transport/transports.js';
+import { openDestination, withSource } from '../../src/transport/transports.js';
 import { loadKeys } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
 import { parsePlatforms } from './encrypt.js';
@@ -38,22 +38,18 @@ Examples:
     .action(async (src: string, dst: string, flags: DecryptFlags) => {
       const keys = await loadKeys(flags.key);
       const platforms = parsePlatforms(flags.platform);
-      const source = await openSource(src);
-      try {
-        const destination = await openDestination(dst);
-        const result = await decryptImage(source, destination, {
+      const result = await withSource(src, async (source) =>
+        decryptImage(source, await openDestination(dst), {
           keys,
           layers: flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined,
           platforms,
           platform: platforms[0],
           signal: interruptSignal(),
-        });
-        if (!flags.quiet) {
-          info(result.rewrittenLayers === 0 ? `no encrypted layers to decrypt; copied to ${dst}` : `decrypted and verified ${result.rewrittenLayers} layer(s); wrote ${dst}`);
-        }
-        process.stdout.write(`${result.root.digest}\n`);
-      } finally {
-        await source.close();
+        }),
+      );
+      if (!flags.quiet) {
+        info(result.rewrittenLayers === 0 ? `no encrypted layers to decrypt; copied to ${dst}` : `decrypted and verified ${result.rewrittenLayers} layer(s); wrote ${dst}`);
       }
+      process.stdout.write(`${result.root.digest}\n`);
     });
 }

@@ -3,7 +3,7 @@ import { parsePlatform, type Platform } from '../../src/image/descriptor.js';
 import { ImagegateError } from '../../src/errors.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
-import { openDestination, openSource } from '../../src/transport/transports.js';
+import { openDestination, withSource } from '../../src/transport/transports.js';
 import { loadRecipients } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
 
@@ -50,21 +50,17 @@ Examples:
       const recipients = await loadRecipients(flags.recipient);
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = parsePlatforms(flags.platform);
-      const source = await openSource(src);
-      try {
-        const destination = await openDestination(dst);
-        const result = await encryptImage(source, destination, {
+      const result = await withSource(src, async (source) =>
+        encryptImage(source, await openDestination(dst), {
           recipients,
           layers,
           platforms,
           platform: platforms[0],
           signal: interruptSignal(),
           onSkip: flags.quiet ? undefined : (label, reason) => info(`skipped ${label}: ${reason}`),
-        });
-        if (!flags.quiet) info(`encrypted ${result.rewrittenLayers} layer(s); wrote ${dst}`);
-        process.stdout.write(`${result.root.digest}\n`);
-      } finally {
-        await source.close();
-      }
+        }),
+      );
+      if (!flags.quiet) info(`encrypted ${result.rewrittenLayers} layer(s); wrote ${dst}`);
+      process.stdout.write(`${result.root.digest}\n`);
     });
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { inspectImage, type InspectReport } from '../../src/ops/inspect.js';
-import { openSource } from '../../src/transport/transports.js';
+import { withSource } from '../../src/transport/transports.js';
 
 export function registerInspect(program: Command): void {
   program
@@ -10,13 +10,8 @@ export function registerInspect(program: Command): void {
     .option('--json', 'print the report as JSON')
     .addHelpText('after', '\nExamples:\n  imagegate inspect oci:./app:1.0-enc\n  imagegate inspect --json oci-archive:app-enc.tar | jq .images[].layers')
     .action(async (image: string, flags: { json?: boolean }) => {
-      const source = await openSource(image);
-      try {
-        const report = await inspectImage(source);
-        process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
-      } finally {
-        await source.close();
-      }
+      const report = await withSource(image, inspectImage);
+      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     });
 }
 

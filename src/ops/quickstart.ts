@@ -2,7 +2,7 @@ import path from 'node:path';
 import { loadPrivateKey, loadPublicKey } from '../crypto/key-files.js';
 import { generateKeyPairFiles } from '../crypto/keygen.js';
 import { JweKeyWrapper } from '../crypto/wrappers/jwe.js';
-import { openDestination, openSource } from '../transport/transports.js';
+import { openDestination, withSource } from '../transport/transports.js';
 import { decryptImage } from './decrypt.js';
 import { encryptImage } from './encrypt.js';
 import { inspectImage, type InspectReport } from './inspect.js';
@@ -37,22 +37,15 @@ export async function runQuickstart(dir: string, log: (line: string) => void): P
 
   const wrapper = new JweKeyWrapper();
   const recipients = [{ wrapper, recipients: [await loadPublicKey(ec.publicKey), await loadPublicKey(rsa.publicKey)] }];
-  let src = await openSource(plain);
-  try {
-    await encryptImage(src, await openDestination(encrypted), { recipients });
-  } finally {
-    await src.close();
-  }
+  await withSource(plain, async (src) => encryptImage(src, await openDestination(encrypted), { recipients }));
   log(`imagegate encrypt ${plain} ${encrypted} --recipient jwe:${ec.publicKey} --recipient jwe:${rsa.publicKey}`);
 
-  src = await openSource(encrypted);
-  let encryptedReport: InspectReport;
-  try {
-    encryptedReport = await inspectImage(src);
-    await decryptImage(src, await openDestination(decrypted), { keys: [await loadPrivateKey(ec.privateKey)] });
-  } finally {
-    await src.close();
-  }
+  const keys = [await loadPrivateKey(ec.privateKey)];
+  const encryptedReport = await withSource(encrypted, async (src) => {
+    const report = await inspectImage(src);
+    await decryptImage(src, await openDestination(decrypted), { keys });
+    return report;
+  });
   log(`imagegate decrypt ${encrypted} ${decrypted} --key ${ec.privateKey}`);
 
   const before = await layerDigests(plain);
@@ -62,10 +55,6 @@ export async function runQuickstart(dir: string, log: (line: string) => void): P
 }
 
 async function layerDigests(image: string): Promise<string[]> {
-  const src = await openSource(image);
-  try {
-    return (await inspectImage(src)).images.flatMap((i) => i.layers.map((l) => l.digest));
-  } finally {
-    await src.close();
-  }
+  const report = await withSource(image, inspectImage);
+  return report.images.flatMap((i) => i.layers.map((l) => l.digest));
 }

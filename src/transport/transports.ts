@@ -69,3 +69,13 @@ export async function openDestination(text: string): Promise<ImageDestination> {
       return openDockerArchiveDestination(r.path, r.ref, text);
   }
 }
+
+/** Opens a source, hands it to `use`, and closes it whatever happens. */
+export async function withSource<T>(text: string, use: (source: ImageSource) => Promise<T>): Promise<T> {
+  const source = await openSource(text);
+  try {
+    return await use(source);
+  } finally {
+    await source.close();
+  }
+}

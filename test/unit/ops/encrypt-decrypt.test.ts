@@ -7,7 +7,7 @@ import { JweKeyWrapper } from '../../../src/crypto/wrappers/jwe.js';
 import { isImagegateError } from '../../../src/errors.js';
 import { decryptImage } from '../../../src/ops/decrypt.js';
 import { encryptImage, type EncryptOptions } from '../../../src/ops/encrypt.js';
-import { openDestination, openSource } from '../../../src/transport/transports.js';
+import { openDestination, withSource } from '../../../src/transport/transports.js';
 import { buildOciLayout, randomLayerFiles, readBlobJson, readIndexJson, readManifestFor, resolveTag, type BuiltLayout } from '../../support/image-builder.js';
 import { corruptBlobInPlace, replaceManifest, tamperLayerConsistently } from '../../support/tamper.js';
 import { makeKeyPair, tempDir, testTempDir, type TempDir } from '../../support/tools.js';
@@ -15,23 +15,11 @@ import { makeKeyPair, tempDir, testTempDir, type TempDir } from '../../support/t
 const wrapper = new JweKeyWrapper();
 const JWE_ANNOTATION = 'org.opencontainers.image.enc.keys.jwe';
 
-async function encrypt(src: string, dst: string, recipients: LoadedKey[], extra: Partial<EncryptOptions> = {}) {
-  const source = await openSource(src);
-  try {
-    return await encryptImage(source, await openDestination(dst), { recipients: [{ wrapper, recipients }], ...extra });
-  } finally {
-    await source.close();
-  }
-}
+const encrypt = (src: string, dst: string, recipients: LoadedKey[], extra: Partial<EncryptOptions> = {}) =>
+  withSource(src, async (source) => encryptImage(source, await openDestination(dst), { recipients: [{ wrapper, recipients }], ...extra }));
 
-async function decrypt(src: string, dst: string, keys: LoadedKey[]) {
-  const source = await openSource(src);
-  try {
-    return await decryptImage(source, await openDestination(dst), { keys });
-  } finally {
-    await source.close();
-  }
-}
+const decrypt = (src: string, dst: string, keys: LoadedKey[]) =>
+  withSource(src, async (source) => decryptImage(source, await openDestination(dst), { keys }));
 
 describe('encrypt and decrypt through OCI layouts', () => {
   let pub: LoadedKey;
