@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
+import { parsePlatform } from '../../src/image/descriptor.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { openDestination, withSource } from '../../src/transport/transports.js';
 import { loadKeys } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
-import { parsePlatforms } from './encrypt.js';
 
 interface DecryptFlags {
   key: string[];
@@ -36,12 +36,13 @@ Examples:
   imagegate decrypt oci-archive:app-enc.tar docker-archive:app.tar:app:1.0 -k a.pem -k b.jwk`,
     )
     .action(async (src: string, dst: string, flags: DecryptFlags) => {
+      const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
+      const platforms = flags.platform.map(parsePlatform);
       const keys = await loadKeys(flags.key);
-      const platforms = parsePlatforms(flags.platform);
       const result = await withSource(src, async (source) =>
         decryptImage(source, await openDestination(dst), {
           keys,
-          layers: flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined,
+          layers,
           platforms,
           platform: platforms[0],
           signal: interruptSignal(),

@@ -1,21 +1,10 @@
 import type { Command } from 'commander';
-import { parsePlatform, type Platform } from '../../src/image/descriptor.js';
-import { ImagegateError } from '../../src/errors.js';
+import { parsePlatform } from '../../src/image/descriptor.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { openDestination, withSource } from '../../src/transport/transports.js';
 import { loadRecipients } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
-
-export function parsePlatforms(values: readonly string[]): Platform[] {
-  return values.map((v) => {
-    try {
-      return parsePlatform(v);
-    } catch (e) {
-      throw new ImagegateError('USAGE', `--platform: ${(e as Error).message}`);
-    }
-  });
-}
 
 interface EncryptFlags {
   recipient: string[];
@@ -47,9 +36,10 @@ Examples:
   imagegate encrypt docker-archive:saved.tar:app:1.0 oci:./enc:1.0 -r jwe:team.pub.pem --platform linux/amd64`,
     )
     .action(async (src: string, dst: string, flags: EncryptFlags) => {
-      const recipients = await loadRecipients(flags.recipient);
+      // Flags first: a typo should not wait behind key loading.
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
-      const platforms = parsePlatforms(flags.platform);
+      const platforms = flags.platform.map(parsePlatform);
+      const recipients = await loadRecipients(flags.recipient);
       const result = await withSource(src, async (source) =>
         encryptImage(source, await openDestination(dst), {
           recipients,

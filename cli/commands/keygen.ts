@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { ImagegateError } from '../../src/errors.js';
-import { generateKeyPairFiles, type KeyType } from '../../src/crypto/keygen.js';
+import { generateKeyPairFiles } from '../../src/crypto/keygen.js';
 import { info } from '../run.js';
 
 export function registerKeygen(program: Command): void {
@@ -15,9 +14,8 @@ export function registerKeygen(program: Command): void {
     .option('--force', 'overwrite existing files')
     .addHelpText('after', '\nExamples:\n  imagegate keygen --out team        # team.pem, team.pub.pem\n  imagegate keygen --type rsa --bits 4096 --out ci')
     .action(async (flags: { out: string; type: string; curve: string; bits: string; force?: boolean }) => {
-      if (flags.type !== 'ec' && flags.type !== 'rsa') throw new ImagegateError('USAGE', `--type must be ec or rsa, got ${JSON.stringify(flags.type)}`);
       const files = await generateKeyPairFiles(flags.out, {
-        type: flags.type as KeyType,
+        type: flags.type,
         curve: flags.curve,
         bits: Number(flags.bits),
         overwrite: flags.force === true,

@@ -6,7 +6,8 @@ import { ImagegateError, systemErrorCode } from '../errors.js';
 export type KeyType = 'ec' | 'rsa';
 
 export interface KeyGenOptions {
-  type: KeyType;
+  /** `ec` or `rsa`; anything else is a usage error (it usually comes straight from a flag). */
+  type: KeyType | string;
   curve?: string;
   bits?: number;
   overwrite?: boolean;
@@ -26,10 +27,12 @@ export async function generateKeyPairFiles(prefix: string, options: KeyGenOption
     const curve = options.curve ?? 'P-256';
     if (!CURVES.includes(curve)) throw new ImagegateError('USAGE', `--curve must be one of ${CURVES.join(', ')}, got ${JSON.stringify(curve)}`);
     pair = await generate('ec', { namedCurve: curve, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  } else {
+  } else if (options.type === 'rsa') {
     const bits = options.bits ?? 3072;
     if (!RSA_BITS.includes(bits)) throw new ImagegateError('USAGE', `--bits must be one of ${RSA_BITS.join(', ')}, got ${bits}`);
     pair = await generate('rsa', { modulusLength: bits, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+  } else {
+    throw new ImagegateError('USAGE', `--type must be ec or rsa, got ${JSON.stringify(options.type)}`);
   }
   const files = { privateKey: `${prefix}.pem`, publicKey: `${prefix}.pub.pem` };
   const flag = options.overwrite ? 'w' : 'wx';

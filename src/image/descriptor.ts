@@ -1,3 +1,4 @@
+import { ImagegateError } from '../errors.js';
 import { isDigest, type Digest } from './digest.js';
 import { JsonReader, quote } from './validate.js';
 
@@ -52,7 +53,7 @@ export function formatPlatform(p: Platform | undefined): string {
 export function parsePlatform(s: string): Platform {
   const parts = s.split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) {
-    throw new Error(`platform ${JSON.stringify(s)} must look like os/arch or os/arch/variant, e.g. linux/amd64`);
+    throw new ImagegateError('USAGE', `--platform ${JSON.stringify(s)} must look like os/arch or os/arch/variant, e.g. linux/amd64`);
   }
   const [os, architecture, variant] = parts as [string, string, string | undefined];
   return variant === undefined ? { os, architecture } : { os, architecture, variant };

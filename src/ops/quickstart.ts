@@ -1,4 +1,6 @@
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { ImagegateError, systemErrorCode } from '../errors.js';
 import { loadPrivateKey, loadPublicKey } from '../crypto/key-files.js';
 import { generateKeyPairFiles } from '../crypto/keygen.js';
 import { JweKeyWrapper } from '../crypto/wrappers/jwe.js';
@@ -22,7 +24,8 @@ export interface QuickstartReport {
  * The quick start, end to end: generate two key pairs (EC and RSA), build a sample image, encrypt it for both,
  * inspect it, decrypt it with one key and check the layers came back byte for byte.
  */
-export async function runQuickstart(dir: string, log: (line: string) => void): Promise<QuickstartReport> {
+export async function runQuickstart(dir: string, log: (line: string) => void, options: { force?: boolean } = {}): Promise<QuickstartReport> {
+  await prepareDirectory(dir, options.force === true);
   const ecPrefix = path.join(dir, 'alice');
   const rsaPrefix = path.join(dir, 'bob');
   const ec = await generateKeyPairFiles(ecPrefix, { type: 'ec', curve: 'P-256' });
@@ -51,7 +54,23 @@ export async function runQuickstart(dir: string, log: (line: string) => void): P
   const before = await layerDigests(plain);
   const after = await layerDigests(decrypted);
   const roundTripIdentical = before.length === after.length && before.every((d, i) => d === after[i]);
+  if (!roundTripIdentical) {
+    throw new ImagegateError('INTEGRITY', 'the decrypted layers differ from the original ones; this is a bug, please report it');
+  }
   return { plain, encrypted, decrypted, keys: { ec: ec.privateKey, rsa: rsa.privateKey }, encryptedReport, roundTripIdentical };
+}
+
+/** A fresh working directory: refuses to mix with earlier files unless `force` clears them first. */
+async function prepareDirectory(dir: string, force: boolean): Promise<void> {
+  if (force) await rm(dir, { recursive: true, force: true });
+  try {
+    if ((await readdir(dir)).length > 0) {
+      throw new ImagegateError('DESTINATION', `${dir} already exists and is not empty; pass --force to start over or name another directory`);
+    }
+  } catch (e) {
+    if (systemErrorCode(e) !== 'ENOENT') throw e;
+  }
+  await mkdir(dir, { recursive: true });
 }
 
 async function layerDigests(image: string): Promise<string[]> {
