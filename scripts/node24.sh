@@ -9,7 +9,7 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/imagegate/node-v${NODE24_VERSION}"
 
 new_enough() {
   # major.minor >= 22.19
-  "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=12)?0:1)' 2>/dev/null
+  "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=19)?0:1)' 2>/dev/null
 }
 
 if command -v node >/dev/null && new_enough node; then
