@@ -37,6 +37,11 @@ export interface BlobReader {
   openBlob(desc: Descriptor): Promise<Readable>;
   /** Reads a small blob (a manifest or config) whole, verified; refuses blobs larger than `limit` bytes. */
   readBlob(desc: Descriptor, limit?: number): Promise<Buffer>;
+  /**
+   * Reads a manifest or index, or anything else an index lists, whole and verified. Layouts keep these as blobs;
+   * registries serve them from a separate endpoint.
+   */
+  readManifest(desc: Descriptor): Promise<Buffer>;
 }
 
 /** Where an image comes from. */
@@ -63,11 +68,16 @@ export interface ImageDestination {
   readonly canStoreEncryptedLayers: boolean;
   /** False for formats that hold a single image and no index (docker-archive). */
   readonly canStoreIndex: boolean;
-  /** True when the destination already holds this blob, so the copy can skip reading it. */
-  hasBlob(blob: StoredBlob): Promise<boolean>;
+  /**
+   * True when the destination already holds this blob, or obtained it from `source` without the bytes passing
+   * through us (a registry's cross-repository mount), so the copy can skip reading it.
+   */
+  reuseBlob(blob: StoredBlob, source: ImageSource): Promise<boolean>;
   /** Streams a blob into the staging area; digest and size are computed on the way and checked against `expected`. */
   putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob>;
-  /** Makes `root` (already put as a blob) the image this destination names. */
+  /** Stores a manifest or index (anything an index lists) byte for byte; `mediaType` is its declared type. */
+  putManifest(bytes: Buffer, mediaType: string): Promise<StoredBlob>;
+  /** Makes `root` (already put with `putManifest`) the image this destination names. */
   commit(root: Descriptor): Promise<void>;
   /** Discards everything staged. Safe to call after a failed or successful commit. */
   abort(): Promise<void>;

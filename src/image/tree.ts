@@ -1,7 +1,7 @@
 import { ImagegateError } from '../errors.js';
 import type { Descriptor } from './descriptor.js';
 import type { BlobReader, ImageNode } from './image.js';
-import { documentKind, MAX_MANIFEST_BYTES, parseIndex, parseManifest } from './manifest.js';
+import { documentKind, parseIndex, parseManifest } from './manifest.js';
 import { isIndexMediaType, isManifestMediaType } from './media-types.js';
 
 /** Nested indexes deeper than this are refused: real images use one or two levels. */
@@ -9,7 +9,7 @@ const MAX_DEPTH = 8;
 
 /**
  * Loads the manifests and indexes under `desc` (not configs or layers). Every document is read through the
- * source's verified `readBlob`, so the tree is exactly what the root digest names.
+ * source's verified `readManifest`, so the tree is exactly what the root digest names.
  */
 export async function loadImageTree(reader: BlobReader, desc: Descriptor, where: string, depth = 0): Promise<ImageNode> {
   if (depth > MAX_DEPTH) throw new ImagegateError('BAD_FORMAT', `${where}: indexes nested more than ${MAX_DEPTH} deep`);
@@ -18,7 +18,7 @@ export async function loadImageTree(reader: BlobReader, desc: Descriptor, where:
     // Artifacts and unknown documents inside an index are kept whole, byte for byte.
     return { kind: 'opaque', descriptor: desc };
   }
-  const bytes = await reader.readBlob(desc, MAX_MANIFEST_BYTES);
+  const bytes = await reader.readManifest(desc);
   const docWhere = `${where}: ${desc.digest}`;
   const kind = documentKind(bytes, known ? desc.mediaType : undefined, docWhere);
   if (kind === 'manifest') {

@@ -1,6 +1,6 @@
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { addAbortSignal, PassThrough } from 'node:stream';
+import { addAbortSignal, PassThrough, Transform as TransformStream } from 'node:stream';
 import { ImagegateError } from '../errors.js';
 import { formatPlatform, platformMatches, type Descriptor, type Platform } from '../image/descriptor.js';
 import type { ImageDestination, ImageNode, ImageSource, IndexNode, ManifestNode } from '../image/image.js';
@@ -9,6 +9,7 @@ import { isEncryptedMediaType, MediaType } from '../image/media-types.js';
 import { loadImageTree } from '../image/tree.js';
 import type { JsonObject } from '../image/validate.js';
 import { limiter } from '../util/limit.js';
+import { DEFAULT_RETRY, retrying, type RetryPolicy } from '../util/retry.js';
 
 /** What a rewriter is told about the layer it decides on. */
 export interface LayerContext {
@@ -50,12 +51,38 @@ export interface ImageRewriter {
   rewriteIndex?(json: JsonObject): JsonObject;
 }
 
+/** What the driver reports as blobs move, for a progress display. */
+export interface BlobProgress {
+  /** Stable id of the blob being moved: its source digest (plus a suffix when the same digest is moved twice). */
+  id: string;
+  /** Human label, e.g. `linux/amd64 layer 2 (sha256:abcd…)` or `config (sha256:…)`. */
+  label: string;
+  /**
+   * start: work began; bytes: more source bytes were read; done: stored; skipped: the destination already had it
+   * (or mounted it); retry: a temporary failure, trying again; failed: gave up.
+   */
+  phase: 'start' | 'bytes' | 'done' | 'skipped' | 'retry' | 'failed';
+  /** rewrite = encrypted/decrypted on the way; copy = moved as it is. */
+  action: 'rewrite' | 'copy';
+  /** Source bytes read so far. */
+  bytes: number;
+  /** Source size in bytes. */
+  total: number;
+  /** Why, for retry and failed. */
+  message?: string;
+}
+
 export interface CopyOptions {
-  /** Layers moved at once. */
+  /** Blobs moved at once. */
   concurrency?: number;
   /** For destinations that hold one image: which platform of an index to write. */
   platform?: Platform;
-  onLayer?: (event: { label: string; action: 'rewritten' | 'copied' | 'skipped'; descriptor: Descriptor }) => void;
+  onProgress?: (event: BlobProgress) => void;
+  /**
+   * How often a blob is tried again after a temporary failure (a registry's 503, a reset connection). The blob is
+   * read from the source again and rewritten the same way; a layer's key is fixed at planning, so the bytes match.
+   */
+  retry?: RetryPolicy;
   /** Cancels the copy (e.g. on Ctrl-C): streams stop, and the destination is cleaned up as on any failure. */
   signal?: AbortSignal;
 }
@@ -78,10 +105,10 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
   try {
     let root = await loadImageTree(source, await source.rootDescriptor(), source.description);
     if (root.kind === 'index' && !destination.canStoreIndex) root = pickSingleImage(root, options.platform, destination.description);
-    const plans = await planLayers(root, rewriter);
+    const { plans, labels } = await planLayers(root, rewriter);
     rewriter.afterPlanning?.(plans.size);
     checkDestinationCanHold(root, plans, rewriter, destination);
-    run = new CopyRun(source, destination, rewriter, plans, options);
+    run = new CopyRun(source, destination, rewriter, plans, labels, options);
     const out = await run.node(root);
     await destination.commit(out);
     return { root: out, rewrittenLayers: run.rewritten };
@@ -96,6 +123,8 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
 }
 
 type Plans = Map<Descriptor, LayerRewrite>;
+/** Layer labels for progress, from planning (which knows platforms and positions). */
+type Labels = Map<Descriptor, string>;
 
 function pickSingleImage(root: IndexNode, platform: Platform | undefined, where: string): ImageNode {
   const images = root.children.filter((c): c is ManifestNode => c.kind === 'manifest');
@@ -108,8 +137,9 @@ function pickSingleImage(root: IndexNode, platform: Platform | undefined, where:
   );
 }
 
-async function planLayers(root: ImageNode, rewriter: ImageRewriter): Promise<Plans> {
+async function planLayers(root: ImageNode, rewriter: ImageRewriter): Promise<{ plans: Plans; labels: Labels }> {
   const plans: Plans = new Map();
+  const labels: Labels = new Map();
   const visit = async (node: ImageNode, platform: Platform | undefined): Promise<void> => {
     if (node.kind === 'index') {
       for (const child of node.children) await visit(child, child.descriptor.platform);
@@ -119,12 +149,13 @@ async function planLayers(root: ImageNode, rewriter: ImageRewriter): Promise<Pla
     const layers = node.manifest.layers;
     for (const [index, descriptor] of layers.entries()) {
       const label = `${platform !== undefined ? `${formatPlatform(platform)} ` : ''}layer ${index} (${descriptor.digest})`;
+      labels.set(descriptor, label);
       const plan = await rewriter.planLayer({ descriptor, index, count: layers.length, platform, label });
       if (plan !== undefined) plans.set(descriptor, plan);
     }
   };
   await visit(root, root.descriptor.platform);
-  return plans;
+  return { plans, labels };
 }
 
 function checkDestinationCanHold(root: ImageNode, plans: Plans, rewriter: ImageRewriter, destination: ImageDestination): void {
@@ -145,13 +176,14 @@ class CopyRun {
   rewritten = 0;
   private readonly limit;
   /** Each distinct blob is moved once, however many manifests list it; also what `settled()` waits for. */
-  private readonly layerOutputs = new Map<string, Promise<Descriptor>>();
+  private readonly blobOutputs = new Map<string, Promise<Descriptor>>();
 
   constructor(
     private readonly source: ImageSource,
     private readonly destination: ImageDestination,
     private readonly rewriter: ImageRewriter,
     private readonly plans: Plans,
+    private readonly labels: Labels,
     private readonly options: CopyOptions,
   ) {
     this.limit = limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
@@ -164,7 +196,7 @@ class CopyRun {
       case 'index':
         return this.index(node);
       case 'opaque':
-        return this.layer(node.descriptor);
+        return this.opaque(node.descriptor);
     }
   }
 
@@ -180,7 +212,7 @@ class CopyRun {
 
   private async manifest(node: ManifestNode): Promise<Descriptor> {
     const { config, layers } = node.manifest;
-    const [, ...outLayers] = await Promise.all([this.layer(config), ...layers.map((l) => this.layer(l))]);
+    const [, ...outLayers] = await Promise.all([this.blob(config, `config (${config.digest})`), ...layers.map((l) => this.blob(l))]);
     const changed = outLayers.some((d, i) => d.digest !== layers[i]!.digest || d.mediaType !== layers[i]!.mediaType);
     if (!changed) return this.putDocument(node.bytes, node.descriptor);
     let json: JsonObject = { ...node.manifest.json, layers: outLayers };
@@ -188,25 +220,39 @@ class CopyRun {
     return this.putDocument(serialize(json), { ...node.descriptor, mediaType: mediaTypeOf(json, MediaType.OciManifest) });
   }
 
-  /** Moves a blob (layer, config, opaque document) once per run, rewriting it when a plan says so. */
-  private layer(desc: Descriptor): Promise<Descriptor> {
+  /** An artifact an index lists (a signature, an attestation): a document copied byte for byte. */
+  private async opaque(desc: Descriptor): Promise<Descriptor> {
+    return this.putDocument(await this.source.readManifest(desc), desc);
+  }
+
+  /** Moves a blob (layer or config) once per run, rewriting it when a plan says so, trying again on temporary failures. */
+  private blob(desc: Descriptor, label = this.labels.get(desc) ?? `blob (${desc.digest})`): Promise<Descriptor> {
     const plan = this.plans.get(desc);
-    const key = `${desc.digest}${plan !== undefined ? '+rewrite' : ''}`;
-    let out = this.layerOutputs.get(key);
+    const id = `${desc.digest}${plan !== undefined ? '+rewrite' : ''}`;
+    let out = this.blobOutputs.get(id);
     if (out === undefined) {
-      out = this.limit(() => (plan !== undefined ? this.rewriteLayer(desc, plan) : this.copyBlob(desc).then(() => desc)));
-      this.layerOutputs.set(key, out);
+      const report = this.reporter(id, label, plan !== undefined ? 'rewrite' : 'copy', desc.size);
+      out = this.limit(() =>
+        retrying((attempt) => (plan !== undefined ? this.rewriteLayer(desc, plan, report, attempt) : this.copyBlob(desc, report)), this.options.retry ?? DEFAULT_RETRY, {
+          signal: this.options.signal,
+          onRetry: (e) => report('retry', 0, e instanceof Error ? e.message : String(e)),
+        }),
+      ).catch((e: unknown) => {
+        report('failed', 0, e instanceof Error ? e.message : String(e));
+        throw e;
+      });
+      this.blobOutputs.set(id, out);
     }
     return out;
   }
 
-  /** Resolves once every layer started by this run has finished, successfully or not. */
+  /** Resolves once every blob started by this run has finished, successfully or not. */
   async settled(): Promise<void> {
-    await Promise.allSettled(this.layerOutputs.values());
+    await Promise.allSettled(this.blobOutputs.values());
   }
 
-  private async rewriteLayer(desc: Descriptor, plan: LayerRewrite): Promise<Descriptor> {
-    const input = await this.open(desc);
+  private async rewriteLayer(desc: Descriptor, plan: LayerRewrite, report: Reporter, attempt: number): Promise<Descriptor> {
+    const input = await this.open(desc, report);
     const transform = plan.createTransform();
     const output = new PassThrough({ highWaterMark: 1024 * 1024 });
     // Wait for both sides to settle before failing, so the destination has removed its partial blob by the time
@@ -217,29 +263,57 @@ class CopyRun {
     const stored = put.value;
     const { mediaType, ...rest } = plan.finish();
     const result: Descriptor = { mediaType, digest: stored.digest, size: stored.size, ...rest };
-    this.rewritten++;
-    this.options.onLayer?.({ label: desc.digest, action: 'rewritten', descriptor: result });
+    if (attempt === 1) this.rewritten++;
+    report('done', desc.size);
     return result;
   }
 
-  private async copyBlob(desc: Descriptor): Promise<void> {
-    if (await this.destination.hasBlob(desc)) return;
-    const input = await this.open(desc);
+  private async copyBlob(desc: Descriptor, report: Reporter): Promise<Descriptor> {
+    if (await this.destination.reuseBlob(desc, this.source)) {
+      report('skipped', desc.size);
+      return desc;
+    }
+    const input = await this.open(desc, report);
     await this.destination.putBlob(input, desc);
+    report('done', desc.size);
+    return desc;
   }
 
-  private async open(desc: Descriptor): Promise<Readable> {
+  /** Opens a blob of the source, counting what is read for progress and stopping when the run is cancelled. */
+  private async open(desc: Descriptor, report: Reporter): Promise<Readable> {
     const signal = this.options.signal;
     signal?.throwIfAborted();
     const input = await this.source.openBlob(desc);
-    return signal !== undefined ? addAbortSignal(signal, input) : input;
+    report('start', 0);
+    let read = 0;
+    const counted = this.options.onProgress === undefined
+      ? input
+      : input.pipe(
+          new TransformStream({
+            transform(chunk: Buffer, _enc, cb) {
+              read += chunk.length;
+              report('bytes', read);
+              cb(null, chunk);
+            },
+          }),
+        );
+    if (counted !== input) input.on('error', (e) => counted.destroy(e));
+    return signal !== undefined ? addAbortSignal(signal, counted) : counted;
+  }
+
+  private reporter(id: string, label: string, action: BlobProgress['action'], total: number): Reporter {
+    const onProgress = this.options.onProgress;
+    if (onProgress === undefined) return () => {};
+    return (phase, bytes, message) => onProgress({ id, label, phase, action, bytes, total, ...(message !== undefined ? { message } : {}) });
   }
 
   private async putDocument(bytes: Buffer, template: Descriptor): Promise<Descriptor> {
-    const stored = await this.destination.putBlob(PassThrough.from([bytes]) as Readable);
+    const stored = await this.destination.putManifest(bytes, template.mediaType);
     return { ...template, digest: stored.digest, size: stored.size };
   }
 }
+
+type Reporter = (phase: BlobProgress['phase'], bytes: number, message?: string) => void;
 
 function mediaTypeOf(json: JsonObject, fallback: string): string {
   return typeof json.mediaType === 'string' ? json.mediaType : fallback;

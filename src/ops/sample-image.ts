@@ -36,7 +36,7 @@ export async function writeSampleImage(dir: string, tag: string): Promise<Descri
       config: { mediaType: MediaType.OciConfig, ...configStored },
       layers: layerDescs,
     };
-    const stored = await dest.putBlob(Readable.from([serialize(manifest)]));
+    const stored = await dest.putManifest(serialize(manifest));
     const root: Descriptor = { mediaType: MediaType.OciManifest, ...stored };
     await dest.commit(root);
     return root;

@@ -310,6 +310,10 @@ class LegacyArchiveSource implements ImageSource {
     return readVerifiedBlob((d) => this.openBlob(d), desc, limit, this.description);
   }
 
+  readManifest(desc: Descriptor): Promise<Buffer> {
+    return this.readBlob(desc, MAX_MANIFEST_BYTES);
+  }
+
   async close(): Promise<void> {
     await this.files.close();
   }

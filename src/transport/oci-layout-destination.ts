@@ -46,12 +46,16 @@ export class OciLayoutDestination implements ImageDestination {
     return new OciLayoutDestination(description, target, tag, writer, staging);
   }
 
-  hasBlob(blob: StoredBlob): Promise<boolean> {
+  reuseBlob(blob: StoredBlob): Promise<boolean> {
     return this.writer.hasBlob(blob);
   }
 
   putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
     return this.writer.putBlob(content, expected);
+  }
+
+  putManifest(bytes: Buffer): Promise<StoredBlob> {
+    return this.writer.putBytes(bytes);
   }
 
   async commit(root: Descriptor): Promise<void> {

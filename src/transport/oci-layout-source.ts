@@ -87,6 +87,10 @@ export class OciLayoutSource implements ImageSource {
     return readVerifiedBlob((d) => this.openBlob(d), desc, limit, this.description);
   }
 
+  readManifest(desc: Descriptor): Promise<Buffer> {
+    return this.readBlob(desc, MAX_MANIFEST_BYTES);
+  }
+
   async close(): Promise<void> {
     await this.files.close();
   }

@@ -53,12 +53,16 @@ export abstract class StagedArchiveDestination implements ImageDestination {
     this.tmp = tempFileFor(staged.target);
   }
 
-  hasBlob(blob: StoredBlob): Promise<boolean> {
+  reuseBlob(blob: StoredBlob): Promise<boolean> {
     return this.writer.hasBlob(blob);
   }
 
   putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
     return this.writer.putBlob(content, expected);
+  }
+
+  putManifest(bytes: Buffer): Promise<StoredBlob> {
+    return this.writer.putBytes(bytes);
   }
 
   abstract commit(root: Descriptor): Promise<void>;

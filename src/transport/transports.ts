@@ -5,12 +5,18 @@ import { DirectoryFiles } from './layout-files.js';
 import { openOciArchiveDestination, openOciArchiveSource } from './oci-archive.js';
 import { OciLayoutDestination } from './oci-layout-destination.js';
 import { OciLayoutSource, selectByRefName } from './oci-layout-source.js';
+import { parseImageReference, type ImageReference } from '../image/reference.js';
+import type { RegistryOptions } from './registry/location.js';
+import { RegistryDestination } from './registry/registry-destination.js';
+import { RegistrySource } from './registry/registry-source.js';
 
 /**
  * Image locations in the syntax skopeo and containers-transports(5) use, so users can move commands between
- * the two tools: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+ * the two tools: `docker://REFERENCE`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
  */
-export interface TransportReference {
+export type TransportReference = FileTransportReference | RegistryTransportReference;
+
+export interface FileTransportReference {
   transport: 'oci' | 'oci-archive' | 'docker-archive';
   path: string;
   /** Tag (oci, oci-archive) or docker reference / @index (docker-archive). */
@@ -19,16 +25,31 @@ export interface TransportReference {
   text: string;
 }
 
-const TRANSPORTS = ['oci', 'oci-archive', 'docker-archive'] as const;
+export interface RegistryTransportReference {
+  transport: 'docker';
+  reference: ImageReference;
+  text: string;
+}
+
+const FILE_TRANSPORTS = ['oci', 'oci-archive', 'docker-archive'] as const;
+const REGISTRY_PREFIX = 'docker://';
+
+/** Options a transport may need; only registries have any so far. */
+export interface TransportOptions {
+  registry?: RegistryOptions;
+}
 
 export function parseTransportReference(text: string): TransportReference {
+  if (text.startsWith(REGISTRY_PREFIX)) {
+    return { transport: 'docker', reference: parseImageReference(text.slice(REGISTRY_PREFIX.length)), text };
+  }
   const colon = text.indexOf(':');
   const name = colon < 0 ? '' : text.slice(0, colon);
-  if (!(TRANSPORTS as readonly string[]).includes(name)) {
-    const hint = name === 'docker' ? ' (registries, docker://, are not supported yet)' : '';
+  if (!(FILE_TRANSPORTS as readonly string[]).includes(name)) {
+    const hint = name === 'docker' ? ' (a registry image is docker://HOST/REPOSITORY:TAG, with two slashes)' : '';
     throw new ImagegateError(
       'BAD_REFERENCE',
-      `${JSON.stringify(text)} does not name an image location${hint}; use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]`,
+      `${JSON.stringify(text)} does not name an image location${hint}; use docker://HOST/REPOSITORY[:TAG], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]`,
     );
   }
   const rest = text.slice(colon + 1);
@@ -38,14 +59,16 @@ export function parseTransportReference(text: string): TransportReference {
   const ref = sep < 0 ? undefined : rest.slice(sep + 1);
   if (path === '') throw new ImagegateError('BAD_REFERENCE', `${JSON.stringify(text)} has an empty path`);
   if (ref === '') throw new ImagegateError('BAD_REFERENCE', `${JSON.stringify(text)} ends in ':' but names no tag`);
-  const out: TransportReference = { transport: name as TransportReference['transport'], path, text };
+  const out: FileTransportReference = { transport: name as FileTransportReference['transport'], path, text };
   if (ref !== undefined) out.ref = ref;
   return out;
 }
 
-export async function openSource(text: string): Promise<ImageSource> {
+export async function openSource(text: string, options: TransportOptions = {}): Promise<ImageSource> {
   const r = parseTransportReference(text);
   switch (r.transport) {
+    case 'docker':
+      return RegistrySource.open(r.reference, options.registry ?? {});
     case 'oci': {
       const files = new DirectoryFiles(r.path);
       if (!(await files.exists(''))) throw new ImagegateError('NOT_FOUND', `${text}: directory ${r.path} does not exist`);
@@ -58,9 +81,11 @@ export async function openSource(text: string): Promise<ImageSource> {
   }
 }
 
-export async function openDestination(text: string): Promise<ImageDestination> {
+export async function openDestination(text: string, options: TransportOptions = {}): Promise<ImageDestination> {
   const r = parseTransportReference(text);
   switch (r.transport) {
+    case 'docker':
+      return RegistryDestination.open(r.reference, options.registry ?? {});
     case 'oci':
       return OciLayoutDestination.open(r.path, r.ref, text);
     case 'oci-archive':
@@ -71,8 +96,8 @@ export async function openDestination(text: string): Promise<ImageDestination> {
 }
 
 /** Opens a source, hands it to `use`, and closes it whatever happens. */
-export async function withSource<T>(text: string, use: (source: ImageSource) => Promise<T>): Promise<T> {
-  const source = await openSource(text);
+export async function withSource<T>(text: string, use: (source: ImageSource) => Promise<T>, options: TransportOptions = {}): Promise<T> {
+  const source = await openSource(text, options);
   try {
     return await use(source);
   } finally {

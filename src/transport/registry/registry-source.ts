@@ -1,0 +1,74 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ImagegateError, isImagegateError } from '../../errors.js';
+import { VerifyingStream } from '../../image/digest.js';
+import type { Descriptor } from '../../image/descriptor.js';
+import type { ImageSource } from '../../image/image.js';
+import { MAX_MANIFEST_BYTES } from '../../image/manifest.js';
+import type { ImageReference } from '../../image/reference.js';
+import { readVerifiedBlob } from '../verified-blob.js';
+import { RepositoryClient, type FetchedManifest } from './client.js';
+import { headerValue } from './http.js';
+import { connectRegistry, describeRegistryReference, type RegistryOptions } from './location.js';
+import { networkError } from './registry-error.js';
+
+/**
+ * An image in a registry (`docker://host/repo:tag` or `@digest`). The root manifest is fetched once and pinned by
+ * its digest, so a tag moved during the copy cannot mix two images; every blob streams straight from the registry
+ * through digest verification.
+ */
+export class RegistrySource implements ImageSource {
+  private root: FetchedManifest | undefined;
+
+  private constructor(
+    readonly description: string,
+    readonly reference: ImageReference,
+    readonly client: RepositoryClient,
+  ) {}
+
+  static async open(ref: ImageReference, options: RegistryOptions): Promise<RegistrySource> {
+    const http = await connectRegistry(ref, options);
+    return new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path));
+  }
+
+  /** `host/repository`, to tell whether a destination on the same registry can mount our blobs. */
+  get registryHost(): string {
+    return this.client.http.host;
+  }
+
+  async rootDescriptor(): Promise<Descriptor> {
+    this.root ??= await this.client.getManifest(this.reference.digest ?? this.reference.tag ?? 'latest');
+    return this.root.descriptor;
+  }
+
+  async readManifest(desc: Descriptor): Promise<Buffer> {
+    if (this.root !== undefined && desc.digest === this.root.descriptor.digest) return this.root.bytes;
+    const fetched = await this.client.getManifest(desc.digest);
+    if (fetched.bytes.length !== desc.size) {
+      throw new ImagegateError('DIGEST_MISMATCH', `${this.description}: manifest ${desc.digest} is ${fetched.bytes.length} bytes, but its descriptor declares ${desc.size}`);
+    }
+    return fetched.bytes;
+  }
+
+  async openBlob(desc: Descriptor): Promise<Readable> {
+    const res = await this.client.getBlob(desc.digest);
+    const length = Number(headerValue(res.headers, 'content-length'));
+    if (Number.isFinite(length) && length !== desc.size) {
+      await res.body.dump();
+      throw new ImagegateError('DIGEST_MISMATCH', `${this.description}: blob ${desc.digest} is served as ${length} bytes, but its descriptor declares ${desc.size}`);
+    }
+    const out = new PassThrough();
+    const ctx = { method: 'GET', what: `pull blob ${desc.digest} from ${this.client.name}`, host: this.client.http.host };
+    // A connection lost mid-blob is temporary: the copy driver reads the blob again.
+    pipeline(res.body, new VerifyingStream(desc, 'blob'), out).catch((e: unknown) => out.destroy(isImagegateError(e) ? e : networkError(e, ctx)));
+    return out;
+  }
+
+  readBlob(desc: Descriptor, limit = MAX_MANIFEST_BYTES): Promise<Buffer> {
+    return readVerifiedBlob((d) => this.openBlob(d), desc, limit, this.description);
+  }
+
+  async close(): Promise<void> {
+    await this.client.http.close();
+  }
+}
