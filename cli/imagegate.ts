@@ -16,10 +16,12 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Images are named as in skopeo: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG].
+Images are named as in skopeo: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG],
+docker-archive:FILE[:NAME:TAG].
 
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad or missing image, 4 key problem (unusable key, no matching
-key), 5 integrity failure (tampered layer), 6 destination or I/O failure.
+key), 5 integrity failure (tampered layer), 6 destination or I/O failure, 7 registry authentication or
+permission, 8 registry unreachable or failing.
 
 Quick start:
   imagegate demo                      # builds, encrypts, inspects and decrypts a sample image

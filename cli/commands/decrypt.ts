@@ -5,16 +5,16 @@ import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { openDestination, withSource } from '../../src/transport/transports.js';
 import { loadKeys } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
+import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
-interface DecryptFlags {
+interface DecryptFlags extends TransferFlags {
   key: string[];
   layer: string[];
   platform: string[];
-  quiet?: boolean;
 }
 
 export function registerDecrypt(program: Command): void {
-  program
+  const command = program
     .command('decrypt')
     .summary('decrypt the encrypted layers of an image')
     .description(
@@ -22,16 +22,18 @@ export function registerDecrypt(program: Command): void {
         'written and each layer is verified (HMAC) while it streams; the destination is written only when every\n' +
         'layer verified, so a wrong key or a tampered layer leaves nothing behind.',
     )
-    .argument('<source>', 'encrypted image: oci:DIR[:TAG], oci-archive:FILE[:TAG]')
-    .argument('<destination>', 'where to write the plain image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]')
+    .argument('<source>', 'encrypted image: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG]')
+    .argument('<destination>', 'where to write the plain image: docker://HOST/REPO[:TAG], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]')
     .option('-k, --key <file>', 'private key (PEM PKCS#8/PKCS#1/SEC1, DER or JWK); repeatable, each is tried', collect, [])
     .option('-l, --layer <index>', 'decrypt only this layer (0 = bottom, -1 = top); repeatable', collect, [])
     .option('-p, --platform <os/arch[/variant]>', 'decrypt only this platform; repeatable', collect, [])
-    .option('-q, --quiet', 'print only the digest of the result')
+    .option('-q, --quiet', 'print only the digest of the result');
+  addTransferOptions(command, true)
     .addHelpText(
       'after',
       `
 Examples:
+  imagegate decrypt docker://registry.example/app:1.0-enc oci:./app-plain:1.0 --key team.pem
   imagegate decrypt oci:./app:1.0-enc oci:./app-plain:1.0 --key team.pem
   imagegate decrypt oci-archive:app-enc.tar docker-archive:app.tar:app:1.0 -k a.pem -k b.jwk`,
     )
@@ -39,15 +41,20 @@ Examples:
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const keys = await loadKeys(flags.key);
-      const result = await withSource(src, async (source) =>
-        decryptImage(source, await openDestination(dst), {
-          keys,
-          layers,
-          platforms,
-          platform: platforms[0],
-          signal: interruptSignal(),
-        }),
-      );
+      const transfer = await transferSettings(flags, 'decrypt');
+      const result = await withSource(
+        src,
+        async (source) =>
+          decryptImage(source, await openDestination(dst, transfer.destination), {
+            keys,
+            layers,
+            platforms,
+            platform: platforms[0],
+            signal: interruptSignal(),
+            ...transfer.copy,
+          }),
+        transfer.source,
+      ).finally(() => transfer.progress?.finish());
       if (!flags.quiet) {
         info(result.rewrittenLayers === 0 ? `no encrypted layers to decrypt; copied to ${dst}` : `decrypted and verified ${result.rewrittenLayers} layer(s); wrote ${dst}`);
       }

@@ -5,32 +5,34 @@ import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { openDestination, withSource } from '../../src/transport/transports.js';
 import { loadRecipients } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
+import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
-interface EncryptFlags {
+interface EncryptFlags extends TransferFlags {
   recipient: string[];
   layer: string[];
   platform: string[];
-  quiet?: boolean;
 }
 
 export function registerEncrypt(program: Command): void {
-  program
+  const command = program
     .command('encrypt')
     .summary('encrypt the layers of an image for one or more recipients')
     .description(
       'Encrypt image layers with ocicrypt AES_256_CTR_HMAC_SHA256 and wrap each layer key for every recipient.\n' +
         'The result decrypts with skopeo, podman, buildah, CRI-O and containerd imgcrypt as well as with imagegate.',
     )
-    .argument('<source>', 'image to encrypt: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
-    .argument('<destination>', 'where to write the encrypted image: oci:DIR[:TAG] or oci-archive:FILE[:TAG]')
+    .argument('<source>', 'image to encrypt: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
+    .argument('<destination>', 'where to write the encrypted image: docker://HOST/REPO[:TAG], oci:DIR[:TAG] or oci-archive:FILE[:TAG]')
     .option('-r, --recipient <scheme:value>', 'who can decrypt: jwe:PUBLIC_KEY (PEM, DER or JWK; RSA or EC); repeatable', collect, [])
     .option('-l, --layer <index>', 'encrypt only this layer: 0 = bottom, -1 = top; repeatable (default: all layers)', collect, [])
     .option('-p, --platform <os/arch[/variant]>', 'encrypt only this platform of a multi-platform image; repeatable (others are kept as they are)', collect, [])
-    .option('-q, --quiet', 'print only the digest of the result')
+    .option('-q, --quiet', 'print only the digest of the result');
+  addTransferOptions(command, true)
     .addHelpText(
       'after',
       `
 Examples:
+  imagegate encrypt docker://registry.example/app:1.0 docker://registry.example/app:1.0-enc -r jwe:team.pub.pem
   imagegate encrypt oci:./app:1.0 oci:./app:1.0-enc --recipient jwe:team.pub.pem
   imagegate encrypt oci:./app:1.0 oci-archive:app-enc.tar -r jwe:a.pub.pem -r jwe:b.jwk --layer -1
   imagegate encrypt docker-archive:saved.tar:app:1.0 oci:./enc:1.0 -r jwe:team.pub.pem --platform linux/amd64`,
@@ -40,16 +42,21 @@ Examples:
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const recipients = await loadRecipients(flags.recipient);
-      const result = await withSource(src, async (source) =>
-        encryptImage(source, await openDestination(dst), {
-          recipients,
-          layers,
-          platforms,
-          platform: platforms[0],
-          signal: interruptSignal(),
-          onSkip: flags.quiet ? undefined : (label, reason) => info(`skipped ${label}: ${reason}`),
-        }),
-      );
+      const transfer = await transferSettings(flags, 'encrypt');
+      const result = await withSource(
+        src,
+        async (source) =>
+          encryptImage(source, await openDestination(dst, transfer.destination), {
+            recipients,
+            layers,
+            platforms,
+            platform: platforms[0],
+            signal: interruptSignal(),
+            onSkip: flags.quiet ? undefined : (label, reason) => info(`skipped ${label}: ${reason}`),
+            ...transfer.copy,
+          }),
+        transfer.source,
+      ).finally(() => transfer.progress?.finish());
       if (!flags.quiet) info(`encrypted ${result.rewrittenLayers} layer(s); wrote ${dst}`);
       process.stdout.write(`${result.root.digest}\n`);
     });

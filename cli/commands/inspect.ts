@@ -1,16 +1,22 @@
 import type { Command } from 'commander';
 import { inspectImage, type InspectReport } from '../../src/ops/inspect.js';
 import { withSource } from '../../src/transport/transports.js';
+import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
 export function registerInspect(program: Command): void {
-  program
+  const command = program
     .command('inspect')
     .summary('show which layers are encrypted, with which schemes and recipients (no key needed)')
-    .argument('<image>', 'oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
-    .option('--json', 'print the report as JSON')
-    .addHelpText('after', '\nExamples:\n  imagegate inspect oci:./app:1.0-enc\n  imagegate inspect --json oci-archive:app-enc.tar | jq .images[].layers')
-    .action(async (image: string, flags: { json?: boolean }) => {
-      const report = await withSource(image, inspectImage);
+    .argument('<image>', 'docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
+    .option('--json', 'print the report as JSON');
+  addTransferOptions(command, false)
+    .addHelpText(
+      'after',
+      '\nExamples:\n  imagegate inspect docker://registry.example/app:1.0-enc\n  imagegate inspect oci:./app:1.0-enc\n  imagegate inspect --json oci-archive:app-enc.tar | jq .images[].layers',
+    )
+    .action(async (image: string, flags: TransferFlags & { json?: boolean }) => {
+      const transfer = await transferSettings({ ...flags, quiet: true }, 'inspect');
+      const report = await withSource(image, inspectImage, transfer.source);
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     });
 }

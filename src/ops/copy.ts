@@ -1,7 +1,7 @@
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { addAbortSignal, PassThrough, Transform as TransformStream } from 'node:stream';
-import { ImagegateError } from '../errors.js';
+import { ImagegateError, isImagegateError } from '../errors.js';
 import { formatPlatform, platformMatches, type Descriptor, type Platform } from '../image/descriptor.js';
 import type { ImageDestination, ImageNode, ImageSource, IndexNode, ManifestNode } from '../image/image.js';
 import { serialize } from '../image/manifest.js';
@@ -257,8 +257,14 @@ class CopyRun {
     const output = new PassThrough({ highWaterMark: 1024 * 1024 });
     // Wait for both sides to settle before failing, so the destination has removed its partial blob by the time
     // the run aborts.
-    const [put, piped] = await Promise.allSettled([this.destination.putBlob(output), pipeline(input, transform, output)]);
-    if (piped.status === 'rejected') throw piped.reason;
+    const storing = this.destination.putBlob(output).catch((e: unknown) => {
+      // A destination that gave up stops reading; unblock the pipeline feeding it.
+      output.destroy(e instanceof Error ? e : new Error(String(e)));
+      throw e;
+    });
+    const [put, piped] = await Promise.allSettled([storing, pipeline(input, transform, output)]);
+    if (piped.status === 'rejected' && (isImagegateError(piped.reason) || put.status === 'fulfilled')) throw piped.reason;
+    // The pipeline's own error is then only the echo of the destination's failure (a premature close).
     if (put.status === 'rejected') throw put.reason;
     const stored = put.value;
     const { mediaType, ...rest } = plan.finish();
@@ -285,19 +291,20 @@ class CopyRun {
     signal?.throwIfAborted();
     const input = await this.source.openBlob(desc);
     report('start', 0);
-    let read = 0;
-    const counted = this.options.onProgress === undefined
-      ? input
-      : input.pipe(
-          new TransformStream({
-            transform(chunk: Buffer, _enc, cb) {
-              read += chunk.length;
-              report('bytes', read);
-              cb(null, chunk);
-            },
-          }),
-        );
-    if (counted !== input) input.on('error', (e) => counted.destroy(e));
+    let counted: Readable = input;
+    if (this.options.onProgress !== undefined) {
+      let read = 0;
+      const counter = new TransformStream({
+        transform(chunk: Buffer, _enc, cb) {
+          read += chunk.length;
+          report('bytes', read);
+          cb(null, chunk);
+        },
+      });
+      // pipeline, not pipe: whichever side fails or is destroyed takes the other down, so no file stays open.
+      pipeline(input, counter).catch(() => {});
+      counted = counter;
+    }
     return signal !== undefined ? addAbortSignal(signal, counted) : counted;
   }
 

@@ -40,6 +40,8 @@ export class RegistryAuth {
   private readonly tokens = new Map<string, CachedToken>();
   /** One token request per scope set at a time, however many layers ask at once. */
   private readonly pending = new Map<string, Promise<CachedToken>>();
+  /** Scope sets a registry asked to widen (insufficient_scope); later requests for the same set ask for the wider one. */
+  private readonly widened = new Map<string, string[]>();
 
   constructor(
     private readonly host: string,
@@ -67,7 +69,8 @@ export class RegistryAuth {
     if (c === undefined) return undefined;
     if (c.scheme === 'basic') return this.basic();
     if (this.credentials?.registryToken !== undefined) return `Bearer ${this.credentials.registryToken}`;
-    const key = [...scopes].sort().join(' ');
+    scopes = this.widened.get(scopeKey(scopes)) ?? scopes;
+    const key = scopeKey(scopes);
     const cached = this.tokens.get(key);
     if (cached !== undefined && cached.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return `Bearer ${cached.value}`;
     let inflight = this.pending.get(key);
@@ -89,11 +92,13 @@ export class RegistryAuth {
     if (!this.learn(challenges)) return { retry: false, scopes };
     const now = this.challenge!;
     if (now.scheme === 'basic') return { retry: !sentAuthorization && this.credentials !== undefined, scopes };
-    if (before === undefined || before.scheme !== 'bearer' || !sentAuthorization) return { retry: true, scopes: mergeScopes(now, scopes) };
+    const merged = mergeScopes(now, this.widened.get(scopeKey(scopes)) ?? scopes);
+    if (merged.length > scopes.length) this.widened.set(scopeKey(scopes), merged);
+    if (before === undefined || before.scheme !== 'bearer' || !sentAuthorization) return { retry: true, scopes: merged };
     // A Bearer request that was refused: drop the token and try once with the scopes the registry asked for.
-    this.tokens.delete([...scopes].sort().join(' '));
+    this.tokens.delete(scopeKey(scopes));
     const err = now.params.error;
-    return { retry: err === 'insufficient_scope' || err === 'invalid_token', scopes: mergeScopes(now, scopes) };
+    return { retry: err === 'insufficient_scope' || err === 'invalid_token', scopes: merged };
   }
 
   private basic(): string | undefined {
@@ -163,6 +168,10 @@ export class RegistryAuth {
     const seconds = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_TOKEN_SECONDS;
     return { value, expiresAt: Date.now() + Math.max(seconds, DEFAULT_TOKEN_SECONDS) * 1000 };
   }
+}
+
+function scopeKey(scopes: string[]): string {
+  return [...scopes].sort().join(' ');
 }
 
 /** The request's scopes plus the one the challenge names, the challenge's first (some registries read only the first). */

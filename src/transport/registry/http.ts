@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { ImagegateError } from '../../errors.js';
+import { ImagegateError, isImagegateError } from '../../errors.js';
 import { DEFAULT_RETRY, retrying, type RetryPolicy } from '../../util/retry.js';
 import { RegistryAuth, MAX_TOKEN_BODY_BYTES, type TokenRequest, type TokenResponse } from './auth.js';
 import { parseAuthenticate } from './challenge.js';
@@ -104,7 +104,11 @@ export class RegistryHttp {
       // A streamed body is gone once sent; the copy driver retries the whole blob instead.
       replayable ? this.retry : { ...this.retry, attempts: 1 },
       { delayFor: (e) => (typeof e === 'object' && e !== null ? retryAfter.get(e) : undefined), signal: req.signal },
-    );
+    ).catch((e: unknown) => {
+      // Tried as often as allowed already: callers must not multiply the retries.
+      if (!replayable || !isImagegateError(e) || !e.temporary || this.retry.attempts <= 1) throw e;
+      throw new ImagegateError(e.code, `${e.message} (tried ${this.retry.attempts} times)`, { cause: e });
+    });
   }
 
   /** `GET /v2/` once per host: learns how the registry wants to be authenticated, and fails early when it cannot be reached. */

@@ -49,7 +49,13 @@ export class RegistryDestination implements ImageDestination {
   }
 
   async putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
-    const session = await this.client.startUpload();
+    let session: UploadSession;
+    try {
+      session = await this.client.startUpload();
+    } catch (e) {
+      content.destroy();
+      throw e;
+    }
     this.sessions.add(session);
     try {
       const stored = expected !== undefined

@@ -56,7 +56,10 @@ export function registryResponseError(status: number, body: string, ctx: Request
   } else if (codes.has('NAME_UNKNOWN')) {
     code = 'NOT_FOUND';
     hint = '; check the repository name';
-  } else if (codes.has('MANIFEST_UNKNOWN') || codes.has('BLOB_UNKNOWN') || (status === 404 && ctx.method === 'HEAD')) {
+  } else if (codes.has('MANIFEST_UNKNOWN')) {
+    code = 'NOT_FOUND';
+    hint = '; check the repository name and tag';
+  } else if (codes.has('BLOB_UNKNOWN') || (status === 404 && ctx.method === 'HEAD')) {
     code = 'NOT_FOUND';
   } else if (status === 429) {
     hint = retryAfter !== undefined ? `; rate limited, retry after ${retryAfter}` : '; rate limited';
