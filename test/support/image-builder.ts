@@ -451,18 +451,27 @@ export interface BigLayerOptions {
   compression: 'gzip-stored' | 'none';
   tag?: string;
   format?: ImageFormat;
-  /** Seed of the file's contents; 1 when omitted. */
+  /** Seed of the file's contents; 1 when omitted. Layer i uses seed + i. */
   seed?: number;
+  /** Number of layers, each `bytes` long with different contents; 1 when omitted. */
+  layers?: number;
 }
 
 /**
- * A single-layer image whose layer is a tar holding one `bytes`-long pseudo-random file (`data/big.bin`), for
- * benchmarks. The layer is generated, hashed (diff_id and blob digest) and written in one streamed pass, so memory
+ * An image whose layers are tars each holding one `bytes`-long pseudo-random file (`data/big.bin`), for
+ * benchmarks. Each layer is generated, hashed (diff_id and blob digest) and written in one streamed pass, so memory
  * stays flat however big it is; the blob is renamed to its digest once known.
  */
 export async function writeBigLayerLayout(dir: string, bytes: number, opts: BigLayerOptions): Promise<BuiltLayout> {
   const format = opts.format ?? 'oci';
+  const layers: BuiltLayer[] = [];
+  for (let i = 0; i < (opts.layers ?? 1); i++) layers.push(await writeBigLayer(dir, bytes, (opts.seed ?? 1) + i, opts.compression, format));
+  return finishLayout(dir, opts.tag ?? 'latest', format, [{ platform: DEFAULT_PLATFORM, layers }]);
+}
+
+async function writeBigLayer(dir: string, bytes: number, seed: number, compressionOption: BigLayerOptions['compression'], format: ImageFormat): Promise<BuiltLayer> {
   const types = MEDIA_TYPES[format];
+  const opts = { compression: compressionOption, seed };
   const blobsDir = path.join(dir, 'blobs', 'sha256');
   await mkdir(blobsDir, { recursive: true });
   const partial = path.join(blobsDir, `.partial-${randomUUID()}`);
@@ -499,13 +508,12 @@ export async function writeBigLayerLayout(dir: string, bytes: number, opts: BigL
   const digest = blobMeasure.digest();
   await rename(partial, blobPath(dir, digest));
   const compression: LayerCompression = opts.compression === 'none' ? 'none' : 'gzip';
-  const layer: BuiltLayer = {
+  return {
     mediaType: types.layer[compression],
     digest,
     size: blobMeasure.size,
     diffId: tarMeasure.digest(),
   };
-  return finishLayout(dir, opts.tag ?? 'latest', format, [{ platform: DEFAULT_PLATFORM, layers: [layer] }]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

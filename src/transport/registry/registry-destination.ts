@@ -10,6 +10,11 @@ import { RepositoryClient, type UploadSession } from './client.js';
 import { connectRegistry, describeRegistryReference, type RegistryOptions } from './location.js';
 import { RegistrySource } from './registry-source.js';
 
+/** An upload session and its newest Location, which changes with every chunk. */
+interface OpenUpload {
+  session: UploadSession;
+}
+
 /**
  * Pushes an image to a registry. Blobs go first (skipped when present, mounted from the source repository when
  * both are on this registry), then each manifest by digest, children before the indexes that list them, and the
@@ -21,7 +26,7 @@ export class RegistryDestination implements ImageDestination {
   readonly canStoreIndex = true;
   private readonly manifests = new Map<string, { bytes: Buffer; mediaType: string }>();
   /** Uploads in progress, cancelled on abort so the registry can drop them early. */
-  private readonly sessions = new Set<UploadSession>();
+  private readonly uploads = new Set<OpenUpload>();
   private closed = false;
 
   private constructor(
@@ -49,57 +54,52 @@ export class RegistryDestination implements ImageDestination {
   }
 
   async putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
-    let session: UploadSession;
+    let upload: OpenUpload;
     try {
-      session = await this.client.startUpload();
+      upload = { session: await this.client.startUpload() };
     } catch (e) {
       content.destroy();
       throw e;
     }
-    this.sessions.add(session);
+    this.uploads.add(upload);
     try {
-      const stored = expected !== undefined
-        ? await this.putKnown(session, content, expected)
-        : await this.putStreamed(session, content);
-      this.sessions.delete(session);
-      return stored;
+      return expected !== undefined ? await this.putKnown(upload, content, expected) : await this.putStreamed(upload, content);
     } catch (e) {
       content.destroy();
-      this.sessions.delete(session);
-      await this.client.cancelUpload(session);
+      await this.client.cancelUpload(upload.session);
       throw e;
+    } finally {
+      this.uploads.delete(upload);
     }
   }
 
   /** Digest and size known up front: one monolithic PUT streaming the bytes. */
-  private async putKnown(session: UploadSession, content: Readable, expected: StoredBlob): Promise<StoredBlob> {
-    await this.client.finishUpload(session, expected.digest, { data: content, size: expected.size });
+  private async putKnown(upload: OpenUpload, content: Readable, expected: StoredBlob): Promise<StoredBlob> {
+    await this.client.finishUpload(upload.session, expected.digest, { data: content, size: expected.size });
     return expected;
   }
 
   /**
    * Digest unknown until the last byte (a layer being encrypted): the bytes stream in one PATCH, or in chunks
-   * when asked, hashed on the way, and the PUT names the digest computed.
+   * when asked (or when the registry sets a minimum chunk size), hashed on the way, and the PUT names the digest
+   * computed.
    */
-  private async putStreamed(session: UploadSession, content: Readable): Promise<StoredBlob> {
+  private async putStreamed(upload: OpenUpload, content: Readable): Promise<StoredBlob> {
     const digesting = new DigestingStream();
-    const chunkSize = this.chunkSize !== undefined || session.minChunk !== undefined ? Math.max(this.chunkSize ?? 0, session.minChunk ?? 0) : undefined;
-    let current = session;
-    if (chunkSize === undefined) {
-      const body = content.pipe(digesting);
-      content.on('error', (e) => digesting.destroy(e));
-      current = await this.client.appendUpload(current, body);
-    } else {
-      current = await this.putChunks(current, content.pipe(digesting), chunkSize);
-    }
+    const minChunk = upload.session.minChunk;
+    const chunkSize = this.chunkSize !== undefined || minChunk !== undefined ? Math.max(this.chunkSize ?? 0, minChunk ?? 0) : undefined;
+    content.on('error', (e) => digesting.destroy(e));
+    const hashed = content.pipe(digesting);
+    if (chunkSize === undefined) upload.session = await this.client.appendUpload(upload.session, hashed);
+    else await this.putChunks(upload, hashed, chunkSize);
     const stored = { digest: digesting.digest(), size: digesting.size };
-    await this.client.finishUpload(current, stored.digest);
+    await this.client.finishUpload(upload.session, stored.digest);
     return stored;
   }
 
   /** Chunked upload: PATCHes of `chunkSize` bytes with Content-Range; memory is bounded by one chunk. */
-  private async putChunks(session: UploadSession, content: Readable, chunkSize: number): Promise<UploadSession> {
-    let current = session;
+  private async putChunks(upload: OpenUpload, content: Readable, chunkSize: number): Promise<void> {
+    const client = this.client;
     let offset = 0;
     let pending: Buffer[] = [];
     let pendingSize = 0;
@@ -108,9 +108,7 @@ export class RegistryDestination implements ImageDestination {
       const chunk = Buffer.concat(pending, pendingSize);
       pending = [];
       pendingSize = 0;
-      this.sessions.delete(current);
-      current = await this.client.appendUpload(current, chunk, { offset, length: chunk.length });
-      this.sessions.add(current);
+      upload.session = await client.appendUpload(upload.session, chunk, { offset, length: chunk.length });
       offset += chunk.length;
     };
     await pipeline(
@@ -127,7 +125,6 @@ export class RegistryDestination implements ImageDestination {
         },
       }),
     );
-    return current;
   }
 
   async putManifest(bytes: Buffer, mediaType: string): Promise<StoredBlob> {
@@ -145,7 +142,7 @@ export class RegistryDestination implements ImageDestination {
 
   async abort(): Promise<void> {
     if (this.closed) return;
-    await Promise.all([...this.sessions].map((s) => this.client.cancelUpload(s)));
+    await Promise.all([...this.uploads].map((u) => this.client.cancelUpload(u.session)));
     await this.close();
   }
 

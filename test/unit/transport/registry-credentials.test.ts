@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ImagegateError } from '../../../src/errors.js';
 import { findCredentials, parseCredentialsFlag, type CredentialSearch } from '../../../src/transport/registry/credentials.js';
+import { failure } from './tar-fixtures.js';
 
 const made: string[] = [];
 afterEach(async () => {
@@ -49,16 +50,6 @@ async function fakeHelper(bin: string, name: string, body: string): Promise<{ as
 
 const answers = (username: string, secret: string) => `printf '%s' '{"ServerURL":"x","Username":"${username}","Secret":"${secret}"}'`;
 const notFound = `echo "credentials not found in native keychain"; exit 1`;
-
-async function failure(p: Promise<unknown>): Promise<ImagegateError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ImagegateError);
-    return e as ImagegateError;
-  }
-  throw new Error('expected a failure');
-}
 
 describe('auths entries', () => {
   it('decodes base64 user:password, splitting on the first colon and dropping trailing NULs', async () => {

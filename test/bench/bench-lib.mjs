@@ -1,0 +1,63 @@
+// Shared by the benchmark scripts: tool checks, key pairs, GNU time runs and the results table.
+import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const cli = path.join(repo, 'dist/cli/imagegate.js');
+const TIME = '/usr/bin/time';
+
+/** Exits with a message naming the first missing prerequisite; `extra` is [what, present] pairs. */
+export function requirePrerequisites(extra = []) {
+  for (const [what, ok] of [
+    [`${cli} (run npm run build)`, existsSync(cli)],
+    ['GNU time at /usr/bin/time (apt-get install time)', existsSync(TIME)],
+    ['skopeo (apt-get install skopeo)', spawnSync('skopeo', ['--version']).status === 0],
+    ...extra,
+  ]) {
+    if (!ok) {
+      console.error(`bench: missing ${what}`);
+      process.exit(2);
+    }
+  }
+}
+
+/** An RSA 3072 key pair in `dir`, as the benchmarks' recipient. */
+export async function writeKeyPair(dir) {
+  const keys = generateKeyPairSync('rsa', { modulusLength: 3072 });
+  const pub = path.join(dir, 'bench.pub.pem');
+  const priv = path.join(dir, 'bench.pem');
+  await writeFile(pub, keys.publicKey.export({ type: 'spki', format: 'pem' }));
+  await writeFile(priv, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  return { pub, priv };
+}
+
+/** Runs a command under GNU time; returns seconds and peak RSS in MiB. */
+export function timed(cmd, args) {
+  const r = spawnSync(TIME, ['-f', '%e %M', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const lines = r.stderr.trim().split('\n');
+  const [secs, kib] = lines[lines.length - 1].split(' ').map(Number);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
+  return { seconds: secs, rssMiB: kib / 1024 };
+}
+
+/** Prints one run's line to stderr and keeps it. */
+export function record(results, c, run, r, bytes) {
+  results.push({ tool: c.tool, op: c.op, run, ...r, MBps: bytes / 1e6 / r.seconds });
+  console.error(`run ${run}: ${c.tool} ${c.op}: ${r.seconds.toFixed(2)} s, ${(bytes / 1e6 / r.seconds).toFixed(0)} MB/s, peak RSS ${r.rssMiB.toFixed(0)} MiB`);
+}
+
+/** The Markdown table the README quotes: best and median time, best throughput, worst peak RSS per case. */
+export function printTable(cases, results) {
+  console.log('| tool | op | best s | best MB/s | median s | peak RSS MiB (max) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const c of cases) {
+    const rs = results.filter((r) => r.tool === c.tool && r.op === c.op).sort((a, b) => a.seconds - b.seconds);
+    const median = rs[Math.floor(rs.length / 2)].seconds;
+    const rss = Math.max(...rs.map((r) => r.rssMiB));
+    console.log(`| ${c.tool} | ${c.op} | ${rs[0].seconds.toFixed(2)} | ${rs[0].MBps.toFixed(0)} | ${median.toFixed(2)} | ${rss.toFixed(0)} |`);
+  }
+}
