@@ -98,9 +98,12 @@ describe.skipIf(!skopeoBin || !umociBin)('imagegate CLI', () => {
       const r = await imagegate(['encrypt', srcRef, 'oci:/tmp/never:v1']);
       expect(r.code).toBe(2);
       expect(r.stderr).toContain('encrypt needs at least one recipient (--recipient jwe:PUBLIC_KEY.pem)');
-      const bad = await imagegate(['encrypt', srcRef, 'docker://reg/app:1', '-r', `jwe:${rsa.publicKeyPath}`]);
+      const bad = await imagegate(['encrypt', srcRef, 'docker:reg.example/app:1', '-r', `jwe:${rsa.publicKeyPath}`]);
       expect(bad.code).toBe(2);
-      expect(bad.stderr).toMatch(/registries, docker:\/\/, are not supported yet/);
+      expect(bad.stderr).toMatch(/a registry image is docker:\/\/HOST\/REPOSITORY:TAG, with two slashes/);
+      const flag = await imagegate(['encrypt', srcRef, 'oci:/tmp/never:v1', '-r', `jwe:${rsa.publicKeyPath}`, '--jobs', '0']);
+      expect(flag.code).toBe(2);
+      expect(flag.stderr).toMatch(/--jobs "0" must be a whole number from 1 to 32/);
       expect((await imagegate(['encrypt', '--bogus'])).code).toBe(2);
     });
 
