@@ -5,6 +5,9 @@ import { registerDemo } from './commands/demo.js';
 import { registerEncrypt } from './commands/encrypt.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerKeygen } from './commands/keygen.js';
+import { registerKeyprovider } from './commands/keyprovider.js';
+import { registerRewrap } from './commands/rewrap.js';
+import { registerAudit } from './commands/audit.js';
 import { reportFailure } from './run.js';
 
 export function buildProgram(): Command {
@@ -21,7 +24,7 @@ docker-archive:FILE[:NAME:TAG].
 
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad or missing image, 4 key problem (unusable key, no matching
 key), 5 integrity failure (tampered layer), 6 destination or I/O failure, 7 registry authentication or
-permission, 8 registry unreachable or failing.
+permission (registry or Vault), 8 registry unreachable or failing, 9 Vault unreachable, sealed or failing.
 
 Quick start:
   imagegate demo                      # builds, encrypts, inspects and decrypts a sample image
@@ -33,6 +36,9 @@ Quick start:
   registerDecrypt(program);
   registerInspect(program);
   registerKeygen(program);
+  registerKeyprovider(program);
+  registerRewrap(program);
+  registerAudit(program);
   registerDemo(program);
   for (const c of program.commands) c.exitOverride();
   return program;

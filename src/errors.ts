@@ -14,8 +14,9 @@ export type ErrorCode =
   | 'INTEGRITY' // HMAC verification of an encrypted layer failed
   | 'DESTINATION' // the destination cannot be written as asked
   | 'IO' // an operating-system level failure
-  | 'AUTH' // a registry refused our credentials or lacks them
+  | 'AUTH' // a registry or Vault refused our credentials, or they lack a permission
   | 'REGISTRY' // a registry is unreachable, failing, or answered outside the protocol
+  | 'VAULT' // Vault is unreachable, sealed or failing
   | 'INTERRUPTED'; // stopped by a signal (Ctrl-C)
 
 /** CLI exit codes, one per class of failure, so scripts can tell "fix your input" from "wrong key". */
@@ -33,6 +34,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   IO: 6,
   AUTH: 7,
   REGISTRY: 8,
+  VAULT: 9,
   INTERRUPTED: 130,
 };
 

@@ -2,13 +2,15 @@ import type { Command } from 'commander';
 import { parsePlatform } from '../../src/image/descriptor.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
-import { openDestination, withSource } from '../../src/transport/transports.js';
+import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
+import { vaultLayerKeysFromEnv } from '../vault.js';
 import { loadKeys } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
 interface DecryptFlags extends TransferFlags {
   key: string[];
+  vault?: boolean;
   layer: string[];
   platform: string[];
 }
@@ -25,6 +27,7 @@ export function registerDecrypt(program: Command): void {
     .argument('<source>', 'encrypted image: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG]')
     .argument('<destination>', 'where to write the plain image: docker://HOST/REPO[:TAG], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]')
     .option('-k, --key <file>', 'private key (PEM PKCS#8/PKCS#1/SEC1, DER or JWK); repeatable, each is tried', collect, [])
+    .option('--vault', 'unwrap Vault-wrapped layer keys through Vault Transit (settings from VAULT_ADDR, VAULT_TOKEN or IMAGEGATE_VAULT_AUTH…)')
     .option('-l, --layer <index>', 'decrypt only this layer (0 = bottom, -1 = top); repeatable', collect, [])
     .option('-p, --platform <os/arch[/variant]>', 'decrypt only this platform; repeatable', collect, [])
     .option('-q, --quiet', 'print only the digest of the result');
@@ -41,12 +44,14 @@ Examples:
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const keys = await loadKeys(flags.key);
+      const vault = flags.vault === true ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(src) } : undefined;
       const transfer = await transferSettings(flags, 'decrypt');
       const result = await withSource(
         src,
         async (source) =>
           decryptImage(source, await openDestination(dst, transfer.destination), {
             keys,
+            vault,
             layers,
             platforms,
             platform: platforms[0],

@@ -2,13 +2,14 @@ import type { Command } from 'commander';
 import { parsePlatform } from '../../src/image/descriptor.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
-import { openDestination, withSource } from '../../src/transport/transports.js';
+import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
 import { loadRecipients } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
 interface EncryptFlags extends TransferFlags {
   recipient: string[];
+  bind?: string;
   layer: string[];
   platform: string[];
 }
@@ -23,7 +24,13 @@ export function registerEncrypt(program: Command): void {
     )
     .argument('<source>', 'image to encrypt: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
     .argument('<destination>', 'where to write the encrypted image: docker://HOST/REPO[:TAG], oci:DIR[:TAG] or oci-archive:FILE[:TAG]')
-    .option('-r, --recipient <scheme:value>', 'who can decrypt: jwe:PUBLIC_KEY (PEM, DER or JWK; RSA or EC); repeatable', collect, [])
+    .option(
+      '-r, --recipient <scheme:value>',
+      'who can decrypt: jwe:PUBLIC_KEY (PEM, DER or JWK; RSA or EC), or vault:[MOUNT/]KEY (a Vault Transit key; Vault settings from VAULT_ADDR etc.); repeatable',
+      collect,
+      [],
+    )
+    .option('--bind <host/repo>', 'repository Vault-wrapped keys are bound to (default: the docker:// destination)')
     .option('-l, --layer <index>', 'encrypt only this layer: 0 = bottom, -1 = top; repeatable (default: all layers)', collect, [])
     .option('-p, --platform <os/arch[/variant]>', 'encrypt only this platform of a multi-platform image; repeatable (others are kept as they are)', collect, [])
     .option('-q, --quiet', 'print only the digest of the result');
@@ -41,7 +48,7 @@ Examples:
       // Flags first: a typo should not wait behind key loading.
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
-      const recipients = await loadRecipients(flags.recipient);
+      const recipients = await loadRecipients(flags.recipient, flags.bind ?? repositoryOf(dst));
       const transfer = await transferSettings(flags, 'encrypt');
       const result = await withSource(
         src,

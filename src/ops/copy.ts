@@ -24,8 +24,11 @@ export interface LayerContext {
 
 /** How one layer is rewritten. Planned before any byte moves, so key problems fail before anything is written. */
 export interface LayerRewrite {
-  /** A fresh transform from the stored source bytes to the output bytes. */
-  createTransform(): Transform;
+  /**
+   * A fresh transform from the stored source bytes to the output bytes; absent when only the descriptor changes
+   * (rewrapping a layer key), in which case the blob is copied as it is, or reused where the destination has it.
+   */
+  createTransform?(): Transform;
   /** After the output blob was stored: the output descriptor's fields other than digest and size. */
   finish(): LayerDescription;
 }
@@ -150,11 +153,16 @@ async function planLayers(root: ImageNode, rewriter: ImageRewriter): Promise<{ p
     for (const [index, descriptor] of layers.entries()) {
       const label = `${platform !== undefined ? `${formatPlatform(platform)} ` : ''}layer ${index} (${descriptor.digest})`;
       labels.set(descriptor, label);
-      const plan = await rewriter.planLayer({ descriptor, index, count: layers.length, platform, label });
-      if (plan !== undefined) plans.set(descriptor, plan);
+      contexts.push({ descriptor, index, count: layers.length, platform, label });
     }
   };
+  const contexts: LayerContext[] = [];
   await visit(root, root.descriptor.platform);
+  // All layers are planned at once, so key services that batch (Vault Transit) see the whole image in one request.
+  const planned = await Promise.all(contexts.map((ctx) => rewriter.planLayer(ctx)));
+  planned.forEach((plan, i) => {
+    if (plan !== undefined) plans.set(contexts[i]!.descriptor, plan);
+  });
   return { plans, labels };
 }
 
@@ -213,7 +221,8 @@ class CopyRun {
   private async manifest(node: ManifestNode): Promise<Descriptor> {
     const { config, layers } = node.manifest;
     const [, ...outLayers] = await Promise.all([this.blob(config, `config (${config.digest})`), ...layers.map((l) => this.blob(l))]);
-    const changed = outLayers.some((d, i) => d.digest !== layers[i]!.digest || d.mediaType !== layers[i]!.mediaType);
+    // A layer left alone comes back as the very same descriptor; anything else (new digest, new annotations) changed.
+    const changed = outLayers.some((d, i) => d !== layers[i]);
     if (!changed) return this.putDocument(node.bytes, node.descriptor);
     let json: JsonObject = { ...node.manifest.json, layers: outLayers };
     if (this.rewriter.rewriteManifest !== undefined) json = this.rewriter.rewriteManifest(json);
@@ -252,6 +261,12 @@ class CopyRun {
   }
 
   private async rewriteLayer(desc: Descriptor, plan: LayerRewrite, report: Reporter, attempt: number): Promise<Descriptor> {
+    if (plan.createTransform === undefined) {
+      await this.copyBlob(desc, report);
+      if (attempt === 1) this.rewritten++;
+      const { mediaType, ...rest } = plan.finish();
+      return { mediaType, digest: desc.digest, size: desc.size, ...rest };
+    }
     const input = await this.open(desc, report);
     const transform = plan.createTransform();
     const output = new PassThrough({ highWaterMark: 1024 * 1024 });

@@ -10,10 +10,26 @@ import { LayerEncryptStream, newLayerSecret } from '../crypto/layer-cipher.js';
 import { encodePrivateOptions, encodePublicOptions, PUBOPTS_ANNOTATION } from '../crypto/layer-options.js';
 import { copyImage, type CopyOptions, type CopyResult, type ImageRewriter, type LayerContext, type LayerRewrite } from './copy.js';
 import { layerSelected, platformSelected, type LayerSelection } from './layer-selection.js';
+import { VAULT_ANNOTATION, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
+import type { TransitKeyRef } from '../vault/transit.js';
 
-export interface RecipientGroup {
+/** Who can decrypt: holders of private keys (jwe), or identities Vault lets unwrap with Transit keys. */
+export type RecipientGroup = KeyFileRecipients | VaultRecipients;
+
+export interface KeyFileRecipients {
   wrapper: KeyWrapper;
   recipients: LoadedKey[];
+}
+
+export interface VaultRecipients {
+  vault: VaultLayerKeys;
+  keys: TransitKeyRef[];
+  /** The repository the wrapped keys are bound to (Transit context), e.g. `registry.example/team/app`. */
+  binding: string;
+}
+
+function recipientCount(g: RecipientGroup): number {
+  return 'vault' in g ? g.keys.length : g.recipients.length;
 }
 
 export interface EncryptOptions extends LayerSelection, CopyOptions {
@@ -28,7 +44,7 @@ export interface EncryptOptions extends LayerSelection, CopyOptions {
  * recipients. Manifests that change become OCI manifests, since only those carry layer annotations everywhere.
  */
 export async function encryptImage(source: ImageSource, destination: ImageDestination, options: EncryptOptions): Promise<CopyResult> {
-  if (options.recipients.length === 0 || options.recipients.every((g) => g.recipients.length === 0)) {
+  if (options.recipients.every((g) => recipientCount(g) === 0)) {
     throw new ImagegateError('USAGE', 'encrypt needs at least one recipient (--recipient jwe:PUBLIC_KEY.pem)');
   }
   return copyImage(source, destination, new EncryptRewriter(options), options);
@@ -82,15 +98,21 @@ function reorder(json: JsonObject): JsonObject {
   return { schemaVersion, mediaType, ...rest };
 }
 
+async function wrapForGroup(g: RecipientGroup, privateOptions: Buffer): Promise<Array<{ annotation: string; item: Buffer }>> {
+  if ('vault' in g) {
+    return Promise.all(g.keys.map(async (key) => ({ annotation: VAULT_ANNOTATION, item: await g.vault.wrap(privateOptions, key, g.binding) })));
+  }
+  return [{ annotation: g.wrapper.annotation, item: await g.wrapper.wrap(privateOptions, g.recipients) }];
+}
+
 async function planLayerEncryption(desc: Descriptor, groups: RecipientGroup[]): Promise<LayerRewrite> {
   const secret = newLayerSecret();
   const privateOptions = encodePrivateOptions(secret, desc.digest);
   const wrapped: Record<string, string> = {};
   try {
-    for (const g of groups) {
-      if (g.recipients.length === 0) continue;
-      wrapped[g.wrapper.annotation] = joinAnnotationItems(undefined, await g.wrapper.wrap(privateOptions, g.recipients));
-    }
+    // Every scheme wraps at once: a Vault batch gathers the calls of all layers, which are planned together.
+    const items = await Promise.all(groups.filter((g) => recipientCount(g) > 0).map((g) => wrapForGroup(g, privateOptions)));
+    for (const { annotation, item } of items.flat()) wrapped[annotation] = joinAnnotationItems(wrapped[annotation], item);
   } finally {
     privateOptions.fill(0);
   }

@@ -1,5 +1,6 @@
 import { splitAnnotationItems, type RecipientSummary } from '../crypto/key-wrapper.js';
 import { keyAnnotations, keyWrapper } from '../crypto/wrappers/registry.js';
+import { describeVaultItem, VAULT_SCHEME } from '../crypto/wrappers/vault.js';
 
 export interface SchemeRecipients {
   scheme: string;
@@ -13,13 +14,13 @@ export interface SchemeRecipients {
 export function layerRecipients(annotations: Record<string, string> | undefined): SchemeRecipients[] {
   return keyAnnotations(annotations).map(([scheme, value]) => {
     const items = splitAnnotationItems(value);
-    const wrapper = keyWrapper(scheme);
+    const describe = scheme === VAULT_SCHEME ? describeVaultItem : keyWrapper(scheme)?.describe.bind(keyWrapper(scheme));
     const recipients: RecipientSummary[] = [];
-    if (wrapper !== undefined) {
+    if (describe !== undefined) {
       for (const item of items) {
         if (item instanceof Error) continue;
         try {
-          recipients.push(...wrapper.describe(item));
+          recipients.push(...describe(item));
         } catch {
           // an unreadable item shows up as a count without recipients
         }

@@ -104,3 +104,9 @@ export async function withSource<T>(text: string, use: (source: ImageSource) => 
     await source.close();
   }
 }
+
+/** `registry.example/team/app` for a registry image, the name Vault bindings use; undefined for files. */
+export function repositoryOf(text: string): string | undefined {
+  const r = parseTransportReference(text);
+  return r.transport === 'docker' ? `${r.reference.domain}/${r.reference.path}` : undefined;
+}

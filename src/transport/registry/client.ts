@@ -262,3 +262,23 @@ function mediaTypeOf(bytes: Buffer): string | undefined {
     return undefined;
   }
 }
+
+/** Every repository of a registry (`GET /v2/_catalog`, following `Link` pagination). */
+export async function listRepositories(http: RegistryHttp, signal?: AbortSignal): Promise<string[]> {
+  const out: string[] = [];
+  let url: URL | string | undefined = '/v2/_catalog?n=1000';
+  while (url !== undefined) {
+    const res: RegistryResponse = await http.send({ method: 'GET', url, expect: [200], scopes: ['registry:catalog:*'], what: `list the repositories of ${http.host}`, signal });
+    const text = await readCapped(res.body, MAX_MANIFEST_BYTES);
+    let json: { repositories?: unknown };
+    try {
+      json = JSON.parse(text) as { repositories?: unknown };
+    } catch {
+      throw new ImagegateError('REGISTRY', `list the repositories of ${http.host}: the registry answered with something that is not JSON`);
+    }
+    if (Array.isArray(json.repositories)) out.push(...json.repositories.filter((r): r is string => typeof r === 'string'));
+    const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(headerValue(res.headers, 'link') ?? '');
+    url = next !== null ? new URL(next[1]!, res.url) : undefined;
+  }
+  return out;
+}

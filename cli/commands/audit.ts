@@ -1,0 +1,70 @@
+import type { Command } from 'commander';
+import { ImagegateError } from '../../src/errors.js';
+import { parseImageReference } from '../../src/image/reference.js';
+import { auditRegistry, type AuditReport } from '../../src/ops/audit.js';
+import { vaultSettingsFromEnv } from '../../src/vault/settings.js';
+import { Transit } from '../../src/vault/transit.js';
+import { VaultSession } from '../../src/vault/vault-session.js';
+import { collect } from '../run.js';
+import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
+
+interface AuditFlags extends TransferFlags {
+  protect: string[];
+  minVersion: string[];
+  vault?: boolean;
+  json?: boolean;
+}
+
+export function registerAudit(program: Command): void {
+  const command = program
+    .command('audit')
+    .summary('report which images in a registry are encrypted, with which Vault keys and versions')
+    .description(
+      'Lists every tag of a registry (or of one repository): encrypted layers, schemes, Vault key, key version and\n' +
+        'binding, and the creation time from the config. Flags plaintext images in --protect repositories, key\n' +
+        'versions below --min-version, and (with --vault) versions Vault no longer decrypts. Reads no layers.',
+    )
+    .argument('<target>', 'HOST[:PORT] for the whole registry, or [docker://]HOST/REPO[:TAG]')
+    .option('--protect <glob>', 'repositories (HOST/PATH; * within a segment, ** across) whose images must be encrypted; repeatable', collect, [])
+    .option('--min-version <[mount/keys/name=]n>', 'lowest acceptable Transit key version, for one key or all; repeatable', collect, [])
+    .option('--vault', 'read key versions from Vault (VAULT_ADDR…) to flag layer keys below min_decryption_version')
+    .option('--json', 'print the report as JSON');
+  addTransferOptions(command, false).action(async (target: string, flags: AuditFlags) => {
+    const text = target.replace(/^docker:\/\//, '');
+    const scope = text.includes('/') ? parseImageReference(text) : { domain: text };
+    const minVersions = new Map<string, number>();
+    for (const spec of flags.minVersion) {
+      const eq = spec.lastIndexOf('=');
+      const n = Number(eq >= 0 ? spec.slice(eq + 1) : spec);
+      if (!Number.isSafeInteger(n) || n < 1) throw new ImagegateError('USAGE', `--min-version ${JSON.stringify(spec)} must be [mount/keys/name=]N with N ≥ 1`);
+      minVersions.set(eq >= 0 ? spec.slice(0, eq) : '*', n);
+    }
+    const transfer = await transferSettings({ ...flags, quiet: true }, 'audit');
+    const transit = flags.vault === true ? new Transit(new VaultSession(await vaultSettingsFromEnv())) : undefined;
+    const report = await auditRegistry(scope, transfer.source.registry ?? {}, {
+      protected: flags.protect,
+      minVersions,
+      ...(transit !== undefined ? { keyInfo: (k) => transit.readKey(k) } : {}),
+    });
+    process.stdout.write(flags.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatAudit(report));
+    if (report.images.some((i) => i.flags.length > 0)) process.exitCode = 10;
+  });
+}
+
+export function formatAudit(r: AuditReport): string {
+  const rows = [['IMAGE', 'PLATFORM', 'MANIFEST', 'CREATED', 'ENCRYPTED', 'SCHEMES', 'VAULT KEYS', 'FLAGS']];
+  for (const i of r.images) {
+    rows.push([
+      `${i.repository}:${i.tags.join(',')}`,
+      i.platform ?? '-',
+      i.manifest.slice(0, 19),
+      i.created ?? '-',
+      `${i.encryptedLayers}/${i.layers}`,
+      i.schemes.join(',') || '-',
+      i.vaultKeys.map((k) => `${k.key} v${k.version}`).join(',') || '-',
+      i.flags.join(' ') || '-',
+    ]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  return `${rows.map((row) => row.map((cell, c) => (c === row.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')).join('\n')}\n`;
+}

@@ -1,0 +1,133 @@
+import { ImagegateError } from '../errors.js';
+import type { ItemResult } from '../util/coalesce.js';
+import { vaultError } from './vault-error.js';
+import type { VaultSession } from './vault-session.js';
+
+/** A Transit key: `transit/keys/app` is `{ mount: 'transit', name: 'app' }`. */
+export interface TransitKeyRef {
+  mount: string;
+  name: string;
+}
+
+export const DEFAULT_TRANSIT_MOUNT = 'transit';
+// Vault paths are not URL-encoded by node-vault; keep names to characters that need no encoding.
+const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Parses `[MOUNT/]KEY`, e.g. `app-layers` or `transit-prod/app-layers` or `team/transit/app`. */
+export function parseTransitKeyRef(text: string): TransitKeyRef {
+  const parts = text.split('/');
+  const name = parts.pop() ?? '';
+  const mount = parts.length > 0 ? parts.join('/') : DEFAULT_TRANSIT_MOUNT;
+  if (!PATH_SEGMENT.test(name) || !mount.split('/').every((p) => PATH_SEGMENT.test(p))) {
+    throw new ImagegateError('USAGE', `${JSON.stringify(text)} is not a Transit key: write [MOUNT/]KEY with letters, digits, ".", "_" and "-", e.g. transit/app-layers`);
+  }
+  return { mount, name };
+}
+
+export function formatTransitKeyRef(key: TransitKeyRef): string {
+  return `${key.mount}/keys/${key.name}`;
+}
+
+export interface WrappedByTransit {
+  /** `vault:v3:…` */
+  ciphertext: string;
+  keyVersion: number;
+}
+
+export interface TransitKeyInfo {
+  latestVersion: number;
+  minDecryptionVersion: number;
+  minEncryptionVersion: number;
+  derived: boolean;
+  type: string;
+}
+
+
+interface BatchItemResponse {
+  ciphertext?: string;
+  plaintext?: string;
+  key_version?: number;
+  error?: string;
+}
+
+/**
+ * Transit encrypt, decrypt and rewrap with `batch_input`: one round trip for however many layer keys an image
+ * has. Each item carries a `context` (the keys are `derived`), which binds a wrapped key to its repository.
+ */
+export class Transit {
+  constructor(readonly session: VaultSession) {}
+
+  async encrypt(key: TransitKeyRef, items: Array<{ plaintext: Buffer; context: Buffer }>): Promise<Array<ItemResult<WrappedByTransit>>> {
+    const path = `${key.mount}/encrypt/${key.name}`;
+    const batch = items.map((i) => ({ plaintext: i.plaintext.toString('base64'), context: i.context.toString('base64') }));
+    const results = await this.batch(path, batch, `wrap ${items.length} layer key(s) with ${formatTransitKeyRef(key)}`);
+    return results.map((r) => (r.ok ? wrapped(r.value, path) : r));
+  }
+
+  async decrypt(key: TransitKeyRef, items: Array<{ ciphertext: string; context: Buffer }>): Promise<Array<ItemResult<Buffer>>> {
+    const path = `${key.mount}/decrypt/${key.name}`;
+    const batch = items.map((i) => ({ ciphertext: i.ciphertext, context: i.context.toString('base64') }));
+    const results = await this.batch(path, batch, `unwrap ${items.length} layer key(s) with ${formatTransitKeyRef(key)}`);
+    return results.map((r) => {
+      if (!r.ok) return r;
+      if (typeof r.value.plaintext !== 'string') return { ok: false, error: new ImagegateError('VAULT', `Vault answered ${path} without a plaintext`) };
+      return { ok: true, value: Buffer.from(r.value.plaintext, 'base64') };
+    });
+  }
+
+  /** Moves ciphertexts to the key's latest version (or `keyVersion`); the plaintext never leaves Vault. */
+  async rewrap(key: TransitKeyRef, items: Array<{ ciphertext: string; context: Buffer }>, keyVersion?: number): Promise<Array<ItemResult<WrappedByTransit>>> {
+    const path = `${key.mount}/rewrap/${key.name}`;
+    const batch = items.map((i) => ({ ciphertext: i.ciphertext, context: i.context.toString('base64'), ...(keyVersion !== undefined ? { key_version: keyVersion } : {}) }));
+    const results = await this.batch(path, batch, `rewrap ${items.length} layer key(s) with ${formatTransitKeyRef(key)}`);
+    return results.map((r) => (r.ok ? wrapped(r.value, path) : r));
+  }
+
+  async readKey(key: TransitKeyRef): Promise<TransitKeyInfo> {
+    const path = `${key.mount}/keys/${key.name}`;
+    const res = await this.session.read<{ data?: Record<string, unknown> }>(path, `read Transit key ${formatTransitKeyRef(key)}`);
+    const d = res.data ?? {};
+    return {
+      latestVersion: Number(d.latest_version ?? 0),
+      minDecryptionVersion: Number(d.min_decryption_version ?? 1),
+      minEncryptionVersion: Number(d.min_encryption_version ?? 0),
+      derived: d.derived === true,
+      type: String(d.type ?? ''),
+    };
+  }
+
+  private async batch(path: string, batchInput: Array<Record<string, unknown>>, what: string): Promise<Array<ItemResult<BatchItemResponse>>> {
+    if (batchInput.length === 0) return [];
+    let results: unknown;
+    try {
+      const res = await this.session.write<{ data?: { batch_results?: unknown } }>(path, { batch_input: batchInput }, what);
+      results = res.data?.batch_results;
+    } catch (e) {
+      // A partial failure is a 400 whose body still has every item's result.
+      const cause = (e as { cause?: { response?: { body?: { data?: { batch_results?: unknown } } } } }).cause;
+      results = cause?.response?.body?.data?.batch_results;
+      if (!Array.isArray(results)) throw e;
+    }
+    if (!Array.isArray(results) || results.length !== batchInput.length) {
+      throw new ImagegateError('VAULT', `${what}: Vault at ${this.session.address} answered ${path} with ${Array.isArray(results) ? results.length : 'no'} results for ${batchInput.length} items`);
+    }
+    return (results as BatchItemResponse[]).map((r) =>
+      typeof r.error === 'string' && r.error !== ''
+        ? { ok: false, error: vaultError({ response: { statusCode: 400, body: { errors: [r.error] } } }, { path, what, address: this.session.address }) }
+        : { ok: true, value: r },
+    );
+  }
+}
+
+function wrapped(r: BatchItemResponse, path: string): ItemResult<WrappedByTransit> {
+  if (typeof r.ciphertext !== 'string' || !r.ciphertext.startsWith('vault:v')) {
+    return { ok: false, error: new ImagegateError('VAULT', `Vault answered ${path} without a ciphertext`) };
+  }
+  return { ok: true, value: { ciphertext: r.ciphertext, keyVersion: r.key_version ?? versionOf(r.ciphertext) } };
+}
+
+/** `vault:v3:…` → 3. */
+export function versionOf(ciphertext: string): number {
+  const m = /^vault:v(\d+):/.exec(ciphertext);
+  return m !== null ? Number(m[1]) : 0;
+}
