@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { VaultLayerKeys } from '../../src/crypto/wrappers/vault.js';
 import { loadKeyProviderConfig } from '../../src/keyprovider/config.js';
+import { serveKeyProviderGrpc } from '../../src/keyprovider/grpc.js';
 import { answerKeyProviderRequest } from '../../src/keyprovider/key-provider.js';
+import { info, interruptSignal } from '../run.js';
 import { MAX_REQUEST_BYTES } from '../../src/keyprovider/protocol.js';
 import { readAll } from '../../src/util/streams.js';
 import { vaultSettingsFromEnv } from '../../src/vault/settings.js';
@@ -19,10 +21,23 @@ export function registerKeyprovider(program: Command): void {
         'then encrypt with provider:imagegate:[MOUNT/]KEY@HOST/REPOSITORY and decrypt with provider:imagegate.',
     )
     .option('--config <file>', 'JSON settings: {"vault": {VAULT_ADDR, IMAGEGATE_VAULT_AUTH, …}, "defaultKey", "defaultBinding"}')
-    .action(async (flags: { config?: string }) => {
+    .option('--grpc <address>', 'serve keyprovider.KeyProviderService over gRPC on HOST:PORT or unix:///PATH instead (plaintext: loopback or a socket only)')
+    .action(async (flags: { config?: string; grpc?: string }) => {
       const config = await loadKeyProviderConfig(flags.config);
       const settings = await vaultSettingsFromEnv({ ...process.env, ...config.vault });
-      const vault = new VaultLayerKeys(new Transit(new VaultSession(settings)));
+      const session = new VaultSession(settings);
+      const vault = new VaultLayerKeys(new Transit(session));
+      if (flags.grpc !== undefined) {
+        await session.ensureLoggedIn();
+        session.startRenewal((e) => info(`imagegate keyprovider: ${e.message}`));
+        const served = await serveKeyProviderGrpc(flags.grpc, (request) => answerKeyProviderRequest(request, vault, config));
+        info(`imagegate keyprovider: serving keyprovider.KeyProviderService on ${served.address}`);
+        process.stdout.write(`${served.address}\n`);
+        const signal = interruptSignal();
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+        await served.stop();
+        return;
+      }
       const request = await readAll(process.stdin, MAX_REQUEST_BYTES, 'the key-provider request on stdin');
       process.stdout.write(await answerKeyProviderRequest(request, vault, config));
     });

@@ -1,0 +1,82 @@
+import { Server, ServerCredentials, status, type ServiceDefinition, type handleUnaryCall } from '@grpc/grpc-js';
+import { ImagegateError, isImagegateError } from '../errors.js';
+
+/**
+ * ocicrypt's gRPC transport for key providers (utils/keyprovider/keyprovider.proto): service
+ * `keyprovider.KeyProviderService` with `WrapKey` and `UnWrapKey` (capital W), each taking and returning a message
+ * whose field 1 is the same JSON bytes the command transport uses. The messages are one bytes field, so they are
+ * encoded here rather than with a protobuf code generator.
+ */
+export function encodeBytesMessage(payload: Buffer): Buffer {
+  if (payload.length === 0) return Buffer.alloc(0);
+  return Buffer.concat([Buffer.from([0x0a]), varint(payload.length), payload]);
+}
+
+export function decodeBytesMessage(message: Buffer): Buffer {
+  let pos = 0;
+  let found: Buffer = Buffer.alloc(0);
+  while (pos < message.length) {
+    const [tag, afterTag] = readVarint(message, pos);
+    const field = tag >>> 3;
+    const wire = tag & 7;
+    pos = afterTag;
+    if (wire === 2) {
+      const [length, start] = readVarint(message, pos);
+      if (start + length > message.length) throw new ImagegateError('BAD_FORMAT', 'key-provider gRPC message is truncated');
+      if (field === 1) found = message.subarray(start, start + length);
+      pos = start + length;
+    } else if (wire === 0) {
+      pos = readVarint(message, pos)[1];
+    } else {
+      throw new ImagegateError('BAD_FORMAT', `key-provider gRPC message has a field of wire type ${wire}`);
+    }
+  }
+  return found;
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+function readVarint(buf: Buffer, at: number): [number, number] {
+  let result = 0;
+  let shift = 1;
+  for (let pos = at; pos < buf.length && pos < at + 5; pos++) {
+    const b = buf[pos]!;
+    result += (b & 0x7f) * shift;
+    if ((b & 0x80) === 0) return [result, pos + 1];
+    shift *= 128;
+  }
+  throw new ImagegateError('BAD_FORMAT', 'key-provider gRPC message has a malformed length');
+}
+
+const passthrough = { serialize: (b: Buffer) => encodeBytesMessage(b), deserialize: (b: Buffer) => decodeBytesMessage(b) };
+
+const KEY_PROVIDER_SERVICE: ServiceDefinition = {
+  WrapKey: { path: '/keyprovider.KeyProviderService/WrapKey', requestStream: false, responseStream: false, requestSerialize: passthrough.serialize, requestDeserialize: passthrough.deserialize, responseSerialize: passthrough.serialize, responseDeserialize: passthrough.deserialize },
+  UnWrapKey: { path: '/keyprovider.KeyProviderService/UnWrapKey', requestStream: false, responseStream: false, requestSerialize: passthrough.serialize, requestDeserialize: passthrough.deserialize, responseSerialize: passthrough.serialize, responseDeserialize: passthrough.deserialize },
+};
+
+/**
+ * Serves the key provider over gRPC (plaintext, as ocicrypt dials it before `grpc-tls`; bind it to loopback or a
+ * Unix socket). `answer` turns the request JSON into the response JSON. Resolves with the bound address.
+ */
+export async function serveKeyProviderGrpc(address: string, answer: (request: Buffer) => Promise<Buffer>): Promise<{ address: string; stop: () => Promise<void> }> {
+  const server = new Server();
+  const handle: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+    answer(call.request).then(
+      (res) => callback(null, res),
+      (e: unknown) => callback({ code: isImagegateError(e) && e.code === 'AUTH' ? status.PERMISSION_DENIED : status.UNKNOWN, details: e instanceof Error ? e.message : String(e) }),
+    );
+  };
+  server.addService(KEY_PROVIDER_SERVICE, { WrapKey: handle, UnWrapKey: handle });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const bound = address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`);
+  return { address: bound, stop: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
+}

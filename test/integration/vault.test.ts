@@ -1,0 +1,287 @@
+/**
+ * Vault as the lock, against a real OpenBao dev server and Debian's docker-registry: layer keys wrapped by a
+ * derived Transit key bound to the repository, logins by AppRole, JWT (service-account-shaped tokens minted here,
+ * as a cluster would) and Kubernetes auth (a TokenReview responder stands in for the API server), denial by
+ * policy, the cross-repository binding, rotation + rewrap + min_decryption_version, audit, a sealed and an
+ * unreachable Vault, and the batching promise: one Transit round trip per image.
+ */
+import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VaultLayerKeys } from '../../src/crypto/wrappers/vault.js';
+import { decryptImage } from '../../src/ops/decrypt.js';
+import { encryptImage } from '../../src/ops/encrypt.js';
+import { openDestination, withSource } from '../../src/transport/transports.js';
+import { Transit } from '../../src/vault/transit.js';
+import { VaultSession } from '../../src/vault/vault-session.js';
+import { buildOciLayout, randomLayerFiles, type BuiltLayout } from '../support/image-builder.js';
+import { imagegate, imagegateOk, layerContentDigests } from '../support/imagegate.js';
+import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
+import { startRegistry, type RegistryServer } from '../support/registry-server.js';
+import { requireTool, skopeo, tempDir, testTempDir } from '../support/tools.js';
+
+const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo'));
+const KEY = 'layers';
+
+let bao: OpenBaoServer;
+let reg: RegistryServer;
+let work: string;
+let cleanup: (() => Promise<void>) | undefined;
+let src: BuiltLayout;
+let saKey: { privateKey: KeyObject; publicPem: string };
+let tokenReview: http.Server;
+const reviewed: string[] = [];
+const env = { ci: {} as Record<string, string>, workload: {} as Record<string, string>, k8s: {} as Record<string, string>, root: {} as Record<string, string> };
+
+/** A projected service-account token as the kubelet would mount it, signed by the "cluster". */
+function serviceAccountToken(namespace: string, name: string, audience = 'vault'): string {
+  const now = Math.floor(Date.now() / 1000);
+  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const header = b64({ alg: 'RS256', typ: 'JWT', kid: 'test' });
+  const payload = b64({
+    iss: 'https://kubernetes.default.svc.cluster.local',
+    sub: `system:serviceaccount:${namespace}:${name}`,
+    aud: [audience],
+    iat: now,
+    nbf: now,
+    exp: now + 600,
+    'kubernetes.io': { namespace, serviceaccount: { name, uid: `uid-${name}` }, pod: { name: `${name}-pod`, uid: 'pod-uid' } },
+  });
+  const signature = createSign('RSA-SHA256').update(`${header}.${payload}`).sign(saKey.privateKey).toString('base64url');
+  return `${header}.${payload}.${signature}`;
+}
+
+function diffIds(layout: BuiltLayout): string[] {
+  return layout.images[0]!.layers.map((l) => l.diffId);
+}
+
+beforeAll(async () => {
+  if (!ready) return;
+  const dir = await tempDir('imagegate-vault-');
+  cleanup = dir.cleanup;
+  work = dir.path;
+  bao = (await startOpenBao())!;
+  reg = (await startRegistry())!;
+  src = await buildOciLayout(path.join(work, 'src'), {
+    tag: 'v1',
+    images: [{ layers: [{ files: randomLayerFiles(51, 2, 100 * 1024) }, { files: randomLayerFiles(52, 1, 300 * 1024) }, { files: [{ path: 'etc/motd', content: 'hi\n' }] }] }],
+  });
+
+  // The lock: a derived AES key, so every repository gets its own key through the Transit context.
+  await bao.api('POST', `transit/keys/${KEY}`, { derived: true });
+  await bao.api('PUT', 'sys/policies/acl/ci-wrap', { policy: `path "transit/encrypt/${KEY}" { capabilities = ["update"] }` });
+  await bao.api('PUT', 'sys/policies/acl/unwrap', { policy: `path "transit/decrypt/${KEY}" { capabilities = ["update"] }` });
+
+  // CI: AppRole.
+  await bao.api('POST', 'auth/approle/role/ci', { token_policies: ['ci-wrap'], token_ttl: '10m' });
+  const roleId = (await bao.api('GET', 'auth/approle/role/ci/role-id')).data.role_id as string;
+  const secretId = (await bao.api('POST', 'auth/approle/role/ci/secret-id', {})).data.secret_id as string;
+  env.ci = { VAULT_ADDR: bao.address, IMAGEGATE_VAULT_AUTH: 'approle', VAULT_ROLE_ID: roleId, VAULT_SECRET_ID: secretId };
+
+  // Workloads: JWT auth with the cluster's service-account issuer key.
+  const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  saKey = { privateKey: pair.privateKey, publicPem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+  await bao.api('POST', 'auth/jwt/config', { jwt_validation_pubkeys: [saKey.publicPem], bound_issuer: 'https://kubernetes.default.svc.cluster.local' });
+  await bao.api('POST', 'auth/jwt/role/web', {
+    role_type: 'jwt',
+    user_claim: 'sub',
+    bound_audiences: ['vault'],
+    bound_subject: 'system:serviceaccount:apps:web',
+    token_policies: ['unwrap'],
+    token_ttl: '10m',
+  });
+  const jwtFile = path.join(work, 'web.token');
+  await writeFile(jwtFile, serviceAccountToken('apps', 'web'));
+  env.workload = { VAULT_ADDR: bao.address, IMAGEGATE_VAULT_AUTH: 'jwt', IMAGEGATE_VAULT_ROLE: 'web', IMAGEGATE_VAULT_JWT_FILE: jwtFile };
+
+  // Kubernetes auth: Vault asks the "API server" (our TokenReview responder) whether the token is genuine.
+  tokenReview = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      const token = (JSON.parse(body) as { spec: { token: string } }).spec.token;
+      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { sub: string; 'kubernetes.io': { serviceaccount: { uid: string } } };
+      reviewed.push(claims.sub);
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        status: { authenticated: true, user: { username: claims.sub, uid: claims['kubernetes.io'].serviceaccount.uid }, audiences: ['vault'] },
+      }));
+    });
+  });
+  await new Promise<void>((r) => tokenReview.listen(0, '127.0.0.1', r));
+  const reviewHost = `http://127.0.0.1:${(tokenReview.address() as AddressInfo).port}`;
+  await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: reviewHost, disable_local_ca_jwt: true });
+  await bao.api('POST', 'auth/kubernetes/role/node', {
+    bound_service_account_names: ['imagegate-node'],
+    bound_service_account_namespaces: ['imagegate'],
+    token_policies: ['unwrap'],
+    token_ttl: '10m',
+  });
+  const k8sFile = path.join(work, 'node.token');
+  await writeFile(k8sFile, serviceAccountToken('imagegate', 'imagegate-node'));
+  env.k8s = { VAULT_ADDR: bao.address, IMAGEGATE_VAULT_AUTH: 'kubernetes', IMAGEGATE_VAULT_ROLE: 'node', IMAGEGATE_VAULT_JWT_FILE: k8sFile };
+  env.root = { VAULT_ADDR: bao.address, VAULT_TOKEN: bao.rootToken };
+}, 120_000);
+
+afterAll(async () => {
+  await bao?.stop();
+  await reg?.stop();
+  await new Promise((r) => (tokenReview ? tokenReview.close(r) : r(undefined)));
+  await cleanup?.();
+});
+
+const registryArgs = ['--insecure'];
+
+describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
+  const repo = (): string => `${reg.host}/team/app`;
+
+  it('CI encrypts with vault: via AppRole; a workload decrypts via JWT auth; inspect shows key, version and binding', async () => {
+    await imagegateOk(['encrypt', `oci:${src.dir}:v1`, `docker://${repo()}:1`, '-r', `vault:transit/${KEY}`, ...registryArgs, '-q'], { env: env.ci });
+    const report = (await imagegateOk(['inspect', `docker://${repo()}:1`, ...registryArgs])).stdout;
+    expect(report).toContain(`provider.imagegate[vault-transit transit/keys/${KEY} v1 bound to ${repo()}]`);
+    const dec = await testTempDir('vault-dec-');
+    await imagegateOk(['decrypt', `docker://${repo()}:1`, `oci:${dec}:v1`, '--vault', ...registryArgs], { env: env.workload });
+    expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(src));
+  });
+
+  it('Kubernetes auth (TokenReview) unwraps too', async () => {
+    const dec = await testTempDir('vault-k8s-');
+    await imagegateOk(['decrypt', `docker://${repo()}:1`, `oci:${dec}:v1`, '--vault', ...registryArgs], { env: env.k8s });
+    expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(src));
+    expect(reviewed).toContain('system:serviceaccount:imagegate:imagegate-node');
+  });
+
+  it('policy denial names the path and the capability needed (CI may wrap but not unwrap)', async () => {
+    const res = await imagegate(['decrypt', `docker://${repo()}:1`, `oci:${await testTempDir('denied-')}:v1`, '--vault', ...registryArgs], { env: env.ci });
+    expect(res.code).toBe(7);
+    expect(res.stderr).toMatch(/denied transit\/decrypt\/layers .*needs? "update" on path "transit\/decrypt\/layers"/);
+  });
+
+  it('a workload identity that is not bound to the role cannot log in', async () => {
+    const other = path.join(work, 'other.token');
+    await writeFile(other, serviceAccountToken('apps', 'intruder'));
+    const res = await imagegate(['decrypt', `docker://${repo()}:1`, `oci:${await testTempDir('intruder-')}:v1`, '--vault', ...registryArgs], {
+      env: { ...env.workload, IMAGEGATE_VAULT_JWT_FILE: other },
+    });
+    expect(res.code).toBe(7);
+    expect(res.stderr).toMatch(/refused the jwt login at auth\/jwt\/login as role "web"/);
+  });
+
+  it('the wrapped key does not unwrap in another repository until it is re-bound there', async () => {
+    const other = `${reg.host}/other/app`;
+    await skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${repo()}:1`, `docker://${other}:1`]);
+    const res = await imagegate(['decrypt', `docker://${other}:1`, `oci:${await testTempDir('moved-')}:v1`, '--vault', ...registryArgs], { env: env.workload });
+    expect(res.code).toBe(4);
+    expect(res.stderr).toContain(`bound to repository ${repo()}, but the image is in ${other}`);
+    // The item's own claim is not trusted either: Vault itself refuses the other repository's context.
+    const session = new VaultSession({ address: bao.address, auth: { method: 'token', token: bao.rootToken } });
+    const keys = new VaultLayerKeys(new Transit(session));
+    const forged = await withSource(`docker://${repo()}:1`, async (s) => {
+      const m = JSON.parse((await s.readManifest(await s.rootDescriptor())).toString()) as { layers: Array<{ annotations: Record<string, string> }> };
+      return JSON.parse(Buffer.from(m.layers[0]!.annotations['org.opencontainers.image.enc.keys.provider.imagegate']!, 'base64').toString());
+    }, { registry: { insecure: true } });
+    await expect(keys.unwrap({ ...forged, binding: other }, other, 'forged')).rejects.toMatchObject({ code: 'NO_MATCHING_KEY' });
+
+    await imagegateOk(['rewrap', `docker://${other}:1`, '--bind', other, ...registryArgs], { env: env.root });
+    const dec = await testTempDir('rebound-');
+    await imagegateOk(['decrypt', `docker://${other}:1`, `oci:${dec}:v1`, '--vault', ...registryArgs], { env: env.workload });
+    expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(src));
+  });
+
+  it('rotation: rewrap moves every tag to the new version without uploading a blob; min_decryption_version retires the old', async () => {
+    const rotated = `${reg.host}/team/rotated`;
+    await imagegateOk(['encrypt', `oci:${src.dir}:v1`, `docker://${rotated}:1`, '-r', `vault:${KEY}`, ...registryArgs, '-q'], { env: env.ci });
+    await skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${rotated}:1`, `docker://${rotated}:latest`]);
+    // A copy kept aside as an attacker (or a forgotten mirror) would: still wrapped with version 1.
+    const stale = await testTempDir('stale-');
+    await skopeo(['copy', '--src-tls-verify=false', `docker://${rotated}:1`, `oci:${stale}:v1`]);
+    const before = JSON.parse((await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${rotated}:1`])).stdout) as { layers: Array<{ digest: string }> };
+
+    await bao.api('POST', `transit/keys/${KEY}/rotate`, {});
+    const out = await imagegateOk(['rewrap', `docker://${rotated}`, ...registryArgs], { env: env.root });
+    expect(out.stderr).toMatch(/:1,latest: rewrapped 3 layer key\(s\)/);
+    const after = JSON.parse((await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${rotated}:latest`])).stdout) as { layers: Array<{ digest: string; annotations: Record<string, string> }> };
+    expect(after.layers.map((l) => l.digest)).toEqual(before.layers.map((l) => l.digest));
+    for (const l of after.layers) {
+      const item = JSON.parse(Buffer.from(l.annotations['org.opencontainers.image.enc.keys.provider.imagegate']!, 'base64').toString()) as { version: number };
+      expect(item.version).toBe(2);
+    }
+
+    await bao.api('POST', `transit/keys/${KEY}/config`, { min_decryption_version: 2 });
+    try {
+      const dec = await testTempDir('rotated-');
+      await imagegateOk(['decrypt', `docker://${rotated}:latest`, `oci:${dec}:v1`, '--vault', ...registryArgs], { env: env.workload });
+      expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(src));
+      const res = await imagegate(['decrypt', `oci:${stale}:v1`, `oci:${await testTempDir('stale-dec-')}:v1`, '--vault'], { env: env.workload });
+      expect(res.code).toBe(4);
+      expect(res.stderr).toMatch(/retired/);
+
+      const audit = await imagegate(['audit', reg.host, '--min-version', '2', '--protect', `${reg.host}/team/**`, '--json', '--vault', ...registryArgs], { env: env.root });
+      expect(audit.code, audit.stderr).toBe(10);
+      const report = JSON.parse(audit.stdout) as { images: Array<{ repository: string; tags: string[]; vaultKeys: Array<{ version: number }>; flags: string[] }> };
+      const rotatedRow = report.images.find((i) => i.repository === rotated)!;
+      expect(rotatedRow.tags).toEqual(['1', 'latest']);
+      expect(rotatedRow.vaultKeys.map((k) => k.version)).toEqual([2]);
+      expect(rotatedRow.flags).toEqual([]);
+      const appRow = report.images.find((i) => i.repository === repo())!;
+      expect(appRow.flags).toContain(`key-version-below-minimum:transit/keys/${KEY}:v1<v2`);
+      expect(appRow.flags).toContain(`key-version-retired:transit/keys/${KEY}:v1`);
+    } finally {
+      await bao.api('POST', `transit/keys/${KEY}/config`, { min_decryption_version: 1 });
+    }
+  });
+
+  it('audit flags a plaintext image in a protected repository', async () => {
+    await skopeo(['copy', '--dest-tls-verify=false', `oci:${src.dir}:v1`, `docker://${reg.host}/team/leaked:1`]);
+    const audit = await imagegate(['audit', `${reg.host}/team/leaked`, '--protect', `${reg.host}/team/*`, ...registryArgs]);
+    expect(audit.code).toBe(10);
+    expect(audit.stdout).toMatch(/team\/leaked:1 .* 0\/3 .*plaintext-in-protected-repository/);
+  });
+
+  it('a missing Transit key and an unreachable Vault are named', async () => {
+    const missing = await imagegate(['encrypt', `oci:${src.dir}:v1`, `docker://${repo()}:nokey`, '-r', 'vault:transit/no-such-key', ...registryArgs], { env: env.root });
+    expect(missing.code, missing.stderr).toBe(4);
+    expect(missing.stderr).toMatch(/no-such-key/);
+    const down = await imagegate(['decrypt', `docker://${repo()}:1`, `oci:${await testTempDir('down-')}:v1`, '--vault', ...registryArgs], {
+      env: { VAULT_ADDR: 'http://127.0.0.1:9', VAULT_TOKEN: 'x' },
+    });
+    expect(down.code).toBe(9);
+    expect(down.stderr).toMatch(/cannot reach Vault at http:\/\/127\.0\.0\.1:9/);
+  });
+
+  it('wraps and unwraps a 20-layer image in one Transit round trip each', async () => {
+    const twenty = await buildOciLayout(path.join(work, 'twenty'), {
+      tag: 'v1',
+      images: [{ layers: Array.from({ length: 20 }, (_, i) => ({ files: [{ path: `layer/${i}.txt`, content: `layer ${i}\n` }] })) }],
+    });
+    const session = new VaultSession({ address: bao.address, auth: { method: 'token', token: bao.rootToken } });
+    const keys = new VaultLayerKeys(new Transit(session));
+    const enc = await testTempDir('twenty-enc-');
+    let started = performance.now();
+    await withSource(`oci:${twenty.dir}:v1`, async (s) =>
+      encryptImage(s, await openDestination(`oci:${enc}:v1`), { recipients: [{ vault: keys, keys: [{ mount: 'transit', name: KEY }], binding: 'reg.example/twenty' }] }),
+    );
+    const wrapMs = performance.now() - started;
+    expect(session.roundTrips).toBe(1);
+
+    started = performance.now();
+    const dec = await testTempDir('twenty-dec-');
+    await withSource(`oci:${enc}:v1`, async (s) => decryptImage(s, await openDestination(`oci:${dec}:v1`), { keys: [], vault: { keys, repository: undefined } }));
+    const unwrapMs = performance.now() - started;
+    expect(session.roundTrips).toBe(2);
+    expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(twenty));
+    process.stderr.write(`vault: 20-layer image: wrap 1 round trip, ${wrapMs.toFixed(0)} ms (encrypt incl.); unwrap 1 round trip, ${unwrapMs.toFixed(0)} ms (decrypt incl.)\n`);
+  });
+
+  it('a sealed Vault is reported as sealed (last: it stays sealed)', async () => {
+    await bao.api('PUT', 'sys/seal');
+    const res = await imagegate(['decrypt', `docker://${repo()}:1`, `oci:${await testTempDir('sealed-')}:v1`, '--vault', ...registryArgs], { env: env.root });
+    expect(res.code).toBe(9);
+    expect(res.stderr).toMatch(/is sealed/);
+  });
+});
