@@ -16,7 +16,12 @@ interface VaultResponseLike {
 /** Vault's `{"errors":["..."]}` messages, joined; never the request (it may hold a plaintext or a token). */
 export function vaultMessages(body: unknown): string {
   const errors = (body as { errors?: unknown } | undefined)?.errors;
-  return Array.isArray(errors) ? errors.filter((e): e is string => typeof e === 'string').join('; ') : '';
+  if (!Array.isArray(errors)) return '';
+  // Vault wraps lists as "1 error occurred:\n\t* permission denied\n\n"; keep one line of what was said.
+  return errors
+    .filter((e): e is string => typeof e === 'string')
+    .map((e) => e.replace(/^\d+ errors? occurred:\s*/, '').replace(/\s*\*\s+/g, ' ').replace(/\s+/g, ' ').trim())
+    .join('; ');
 }
 
 /**

@@ -6,7 +6,7 @@
  * unreachable Vault, and the batching promise: one Transit round trip per image.
  */
 import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -21,9 +21,9 @@ import { buildOciLayout, randomLayerFiles, type BuiltLayout } from '../support/i
 import { imagegate, imagegateOk, layerContentDigests } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
-import { requireTool, skopeo, tempDir, testTempDir } from '../support/tools.js';
+import { requireTool, runOk, skopeo, tempDir, testTempDir } from '../support/tools.js';
 
-const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo'));
+const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo') && requireTool('openssl'));
 const KEY = 'layers';
 
 let bao: OpenBaoServer;
@@ -115,7 +115,11 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => tokenReview.listen(0, '127.0.0.1', r));
   const reviewHost = `http://127.0.0.1:${(tokenReview.address() as AddressInfo).port}`;
-  await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: reviewHost, disable_local_ca_jwt: true });
+  // The responder speaks plain HTTP, but the method insists on a CA certificate when it is not running in a pod.
+  const caKey = path.join(work, 'k8s-ca.key');
+  const caCert = path.join(work, 'k8s-ca.crt');
+  await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCert, '-days', '1', '-subj', '/CN=imagegate-test-cluster']);
+  await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: reviewHost, kubernetes_ca_cert: await readFile(caCert, 'utf8'), disable_local_ca_jwt: true });
   await bao.api('POST', 'auth/kubernetes/role/node', {
     bound_service_account_names: ['imagegate-node'],
     bound_service_account_namespaces: ['imagegate'],
@@ -244,9 +248,14 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
   });
 
   it('a missing Transit key and an unreachable Vault are named', async () => {
-    const missing = await imagegate(['encrypt', `oci:${src.dir}:v1`, `docker://${repo()}:nokey`, '-r', 'vault:transit/no-such-key', ...registryArgs], { env: env.root });
-    expect(missing.code, missing.stderr).toBe(4);
-    expect(missing.stderr).toMatch(/no-such-key/);
+    // CI may use keys but not create them (no "create" capability, so Transit cannot upsert a typo into a new key).
+    const missing = await imagegate(['encrypt', `oci:${src.dir}:v1`, `docker://${repo()}:nokey`, '-r', 'vault:transit/no-such-key', ...registryArgs], { env: env.ci });
+    expect(missing.code, missing.stderr).toBe(7);
+    expect(missing.stderr).toMatch(/denied transit\/encrypt\/no-such-key/);
+    const session = new VaultSession({ address: bao.address, auth: { method: 'token', token: bao.rootToken } });
+    const keys = new VaultLayerKeys(new Transit(session));
+    const item = { v: 1 as const, mount: 'transit', key: 'no-such-key', version: 1, ciphertext: 'vault:v1:AAAA', binding: 'reg/x' };
+    await expect(keys.unwrap(item, 'reg/x', 'layer 0')).rejects.toMatchObject({ code: 'BAD_KEY', message: expect.stringMatching(/has no Transit key for transit\/decrypt\/no-such-key/) });
     const down = await imagegate(['decrypt', `docker://${repo()}:1`, `oci:${await testTempDir('down-')}:v1`, '--vault', ...registryArgs], {
       env: { VAULT_ADDR: 'http://127.0.0.1:9', VAULT_TOKEN: 'x' },
     });
