@@ -10,7 +10,7 @@
  * this process exits gets SIGKILL, and where util-linux's `setpriv` exists the registry is started with a
  * parent-death signal, so it dies with the test worker even when the worker itself is killed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { X509Certificate, createPrivateKey, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -18,7 +18,7 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { onTestFinished } from 'vitest';
-import { findOnPath, requireTool, runOk, tempDir } from './tools.js';
+import { requireTool, runOk, spawnServer, tempDir } from './tools.js';
 
 export interface RegistryServer {
   /** host:port, e.g. "127.0.0.1:41234" */
@@ -80,12 +80,6 @@ const TOKEN_LIFETIME_S = 300;
 const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 10_000;
 const LOG_LIMIT = 64 * 1024;
-
-/** Registries of this process still running, killed on exit whatever happened to the tests. */
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
 
 // ---------------------------------------------------------------------------------------------------------------
 // Starting
@@ -182,7 +176,7 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
 }
 
 /** A port that was free a moment ago on 127.0.0.1 (bind to port 0, read it, close). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.unref();
@@ -270,20 +264,14 @@ class RegistryProcess {
     // The config is the whole truth: REGISTRY_* variables would override it.
     const env: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('REGISTRY_')) env[key] = value;
-    const setpriv = findOnPath('setpriv');
-    const [cmd, args] = setpriv
-      ? [setpriv, ['--pdeathsig', 'KILL', '--', this.bin, 'serve', this.configFile]]
-      : [this.bin, ['serve', this.configFile]];
-    const child = spawn(cmd, args, { detached: false, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnServer(this.bin, ['serve', this.configFile], { env });
     this.child = child;
-    live.add(child);
     child.stdout!.on('data', (chunk: Buffer) => this.append(chunk.toString('utf8')));
     child.stderr!.on('data', (chunk: Buffer) => this.append(chunk.toString('utf8')));
     child.on('error', (err) => {
       this.spawnError = err;
       this.append(`--- imagegate test: spawn failed: ${err.message} ---\n`);
     });
-    child.on('exit', () => live.delete(child));
 
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
@@ -339,7 +327,7 @@ class RegistryProcess {
   }
 }
 
-function exited(child: ChildProcess): Promise<void> {
+export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }

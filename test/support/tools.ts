@@ -2,7 +2,7 @@
  * External tools for integration tests: finding them (skip locally, fail under CI), running them, and the
  * throwaway files they need (key pairs, temporary directories).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -201,4 +201,27 @@ export async function testTempDir(prefix: string): Promise<string> {
   const dir = await tempDir(prefix);
   onTestFinished(() => dir.cleanup());
   return dir.path;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Servers
+
+/** Servers this process started and that still run, killed on exit whatever happened to the tests. */
+const liveServers = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of liveServers) child.kill('SIGKILL');
+});
+
+/**
+ * Starts a test server (docker-registry, OpenBao) that cannot outlive the tests: it is killed when this process
+ * exits, and where util-linux's `setpriv` exists it gets a parent-death signal, so it dies with the test worker
+ * even when the worker itself is killed.
+ */
+export function spawnServer(bin: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
+  const setpriv = findOnPath('setpriv');
+  const [cmd, cmdArgs] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, [...args]];
+  const child = spawn(cmd, cmdArgs, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  liveServers.add(child);
+  child.on('exit', () => liveServers.delete(child));
+  return child;
 }
