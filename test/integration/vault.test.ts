@@ -263,6 +263,93 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
     expect(down.stderr).toMatch(/cannot reach Vault at http:\/\/127\.0\.0\.1:9/);
   });
 
+  it('GitHub Actions: the OIDC token comes from the runtime endpoint, and Vault binds the role to the repository', async () => {
+    // A second JWT mount for the CI issuer, as one mount backs one issuer; the "runtime" serves a token it signed.
+    const ci = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await bao.api('POST', 'sys/auth/jwt-github', { type: 'jwt' });
+    await bao.api('POST', 'auth/jwt-github/config', {
+      jwt_validation_pubkeys: [ci.publicKey.export({ type: 'spki', format: 'pem' }).toString()],
+      bound_issuer: 'https://token.actions.githubusercontent.com',
+    });
+    await bao.api('POST', 'auth/jwt-github/role/images', {
+      role_type: 'jwt',
+      user_claim: 'repository',
+      bound_audiences: ['imagegate'],
+      bound_claims: { repository: 'org/images', ref: 'refs/heads/main' },
+      token_policies: ['ci-wrap'],
+      token_ttl: '5m',
+    });
+    const asked: string[] = [];
+    const runtime = http.createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      asked.push(`${req.headers.authorization} ${url.searchParams.get('audience')}`);
+      const now = Math.floor(Date.now() / 1000);
+      const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+      const body = `${b64({ alg: 'ES256', typ: 'JWT' })}.${b64({
+        iss: 'https://token.actions.githubusercontent.com',
+        aud: url.searchParams.get('audience'),
+        sub: 'repo:org/images:ref:refs/heads/main',
+        repository: 'org/images',
+        ref: 'refs/heads/main',
+        iat: now,
+        nbf: now,
+        exp: now + 300,
+      })}`;
+      const sig = createSign('SHA256').update(body).sign({ key: ci.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ value: `${body}.${sig}` }));
+    });
+    await new Promise<void>((r) => runtime.listen(0, '127.0.0.1', r));
+    try {
+      const port = (runtime.address() as AddressInfo).port;
+      await imagegateOk(['encrypt', `oci:${src.dir}:v1`, `docker://${repo()}:gha`, '-r', `vault:${KEY}`, ...registryArgs, '-q'], {
+        env: {
+          VAULT_ADDR: bao.address,
+          IMAGEGATE_VAULT_AUTH: 'jwt',
+          IMAGEGATE_VAULT_AUTH_MOUNT: 'jwt-github',
+          IMAGEGATE_VAULT_ROLE: 'images',
+          IMAGEGATE_VAULT_AUDIENCE: 'imagegate',
+          ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${port}/token?api-version=2.0`,
+          ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'runner-secret',
+        },
+      });
+      expect(asked).toEqual(['bearer runner-secret imagegate']);
+    } finally {
+      await new Promise((r) => runtime.close(r));
+    }
+  });
+
+  it('a long-running session logs in again when its token expires, and renews it before then', async () => {
+    await bao.api('POST', 'auth/approle/role/short', { token_policies: ['ci-wrap'], token_ttl: '3s', token_max_ttl: '3s' });
+    const roleId = (await bao.api('GET', 'auth/approle/role/short/role-id')).data.role_id as string;
+    const secretId = (await bao.api('POST', 'auth/approle/role/short/secret-id', {})).data.secret_id as string;
+    const session = new VaultSession({ address: bao.address, auth: { method: 'approle', mount: 'approle', roleId, secretId } });
+    const transit = new Transit(session);
+    const wrapOne = async (): Promise<void> => {
+      const [r] = await transit.encrypt({ mount: 'transit', name: KEY }, [{ plaintext: Buffer.from('k'), context: Buffer.from('c') }]);
+      expect(r?.ok).toBe(true);
+    };
+    await wrapOne();
+    expect(session.roundTrips).toBe(2); // login + encrypt
+    await new Promise((r) => setTimeout(r, 3500));
+    await wrapOne(); // the token has expired: ensureLoggedIn sees it and logs in again first
+    expect(session.roundTrips).toBe(4);
+
+    // Renewal: a renewable token with room to grow is renewed at two thirds of its life, without a new login.
+    await bao.api('POST', 'auth/approle/role/renewable', { token_policies: ['ci-wrap'], token_ttl: '3s', token_max_ttl: '1m' });
+    const rid = (await bao.api('GET', 'auth/approle/role/renewable/role-id')).data.role_id as string;
+    const sid = (await bao.api('POST', 'auth/approle/role/renewable/secret-id', {})).data.secret_id as string;
+    const renewing = new VaultSession({ address: bao.address, auth: { method: 'approle', mount: 'approle', roleId: rid, secretId: sid } });
+    await renewing.ensureLoggedIn();
+    const errors: string[] = [];
+    renewing.startRenewal((e) => errors.push(e.message));
+    await new Promise((r) => setTimeout(r, 4000));
+    renewing.stopRenewal();
+    expect(errors).toEqual([]);
+    const trips = renewing.roundTrips;
+    await new Transit(renewing).encrypt({ mount: 'transit', name: KEY }, [{ plaintext: Buffer.from('k'), context: Buffer.from('c') }]);
+    expect(renewing.roundTrips, 'the renewed token still works, with no new login').toBe(trips + 1);
+  });
+
   it('wraps and unwraps a 20-layer image in one Transit round trip each', async () => {
     const twenty = await buildOciLayout(path.join(work, 'twenty'), {
       tag: 'v1',
