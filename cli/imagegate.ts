@@ -8,6 +8,7 @@ import { registerKeygen } from './commands/keygen.js';
 import { registerKeyprovider } from './commands/keyprovider.js';
 import { registerRewrap } from './commands/rewrap.js';
 import { registerAudit } from './commands/audit.js';
+import { registerWebhook } from './commands/webhook.js';
 import { reportFailure } from './run.js';
 
 export function buildProgram(): Command {
@@ -39,6 +40,7 @@ Quick start:
   registerKeyprovider(program);
   registerRewrap(program);
   registerAudit(program);
+  registerWebhook(program);
   registerDemo(program);
   for (const c of program.commands) c.exitOverride();
   return program;

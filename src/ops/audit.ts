@@ -1,6 +1,5 @@
 import { ImagegateError } from '../errors.js';
-import { splitAnnotationItems } from '../crypto/key-wrapper.js';
-import { decodeVaultItem, VAULT_ANNOTATION } from '../crypto/wrappers/vault.js';
+import { VAULT_ANNOTATION, vaultKeysOf } from '../crypto/wrappers/vault.js';
 import { formatPlatform } from '../image/descriptor.js';
 import type { ImageReference } from '../image/reference.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
@@ -133,19 +132,6 @@ async function auditImage(
   } finally {
     await source.close();
   }
-}
-
-function vaultKeysOf(value: string | undefined): AuditedKey[] {
-  if (value === undefined) return [];
-  return splitAnnotationItems(value).flatMap((item) => {
-    if (item instanceof Error) return [];
-    try {
-      const w = decodeVaultItem(item, 'audit');
-      return [{ key: `${w.mount}/keys/${w.key}`, version: w.version, binding: w.binding }];
-    } catch {
-      return [];
-    }
-  });
 }
 
 function uniqueKeys(keys: AuditedKey[]): AuditedKey[] {

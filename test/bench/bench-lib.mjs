@@ -2,7 +2,10 @@
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -60,4 +63,34 @@ export function printTable(cases, results) {
     const rss = Math.max(...rs.map((r) => r.rssMiB));
     console.log(`| ${c.tool} | ${c.op} | ${rs[0].seconds.toFixed(2)} | ${rs[0].MBps.toFixed(0)} | ${median.toFixed(2)} | ${rss.toFixed(0)} |`);
   }
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A plain-HTTP docker-registry on 127.0.0.1 with its own config (never the package default) and empty storage. */
+export async function startBenchRegistry(work) {
+  const port = await freePort();
+  const data = path.join(work, 'registry-data');
+  await rm(data, { recursive: true, force: true });
+  const config = path.join(work, 'registry.yml');
+  await writeFile(
+    config,
+    `version: 0.1\nlog: { level: error, accesslog: { disabled: true } }\nstorage:\n  filesystem: { rootdirectory: ${data} }\n  delete: { enabled: true }\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: imagegate-bench\n`,
+  );
+  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const up = await fetch(`http://127.0.0.1:${port}/v2/`).then(() => true, () => false);
+    if (up) return { host: `127.0.0.1:${port}`, stop: () => new Promise((r) => (child.once('exit', r), child.kill('SIGTERM'))) };
+    await sleep(100);
+  }
+  child.kill('SIGKILL');
+  throw new Error('docker-registry did not start');
 }

@@ -5,14 +5,12 @@
 //
 //   npm run build && npm run bench:registry          (Node 24: it imports a .ts fixture builder)
 //   IMAGEGATE_BENCH_LAYER_BYTES=67108864 IMAGEGATE_BENCH_RUNS=1 npm run bench:registry   for a quick run
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { writeBigLayerLayout } from '../support/image-builder.ts';
-import { cli, printTable, record, requirePrerequisites, timed, writeKeyPair } from './bench-lib.mjs';
+import { cli, printTable, record, requirePrerequisites, startBenchRegistry, timed, writeKeyPair } from './bench-lib.mjs';
 
 const layerBytes = Number(process.env.IMAGEGATE_BENCH_LAYER_BYTES ?? 256 * 1024 ** 2);
 const layers = Number(process.env.IMAGEGATE_BENCH_LAYERS ?? 4);
@@ -29,31 +27,6 @@ if (!existsSync(path.join(src, 'index.json'))) {
   await writeBigLayerLayout(src, layerBytes, { compression: 'gzip-stored', tag: 'bench', layers });
 }
 const { pub, priv } = await writeKeyPair(work);
-
-/** A plain-HTTP docker-registry on 127.0.0.1 with its own config (never the package default) and empty storage. */
-async function startRegistry() {
-  const port = await new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-  const data = path.join(work, 'registry-data');
-  await rm(data, { recursive: true, force: true });
-  const config = path.join(work, 'registry.yml');
-  await writeFile(
-    config,
-    `version: 0.1\nlog: { level: error, accesslog: { disabled: true } }\nstorage:\n  filesystem: { rootdirectory: ${data} }\n  delete: { enabled: true }\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: imagegate-bench\n`,
-  );
-  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const up = await fetch(`http://127.0.0.1:${port}/v2/`).then(() => true, () => false);
-    if (up) return { host: `127.0.0.1:${port}`, stop: () => new Promise((r) => (child.once('exit', r), child.kill('SIGTERM'))) };
-    await sleep(100);
-  }
-  child.kill('SIGKILL');
-  throw new Error('docker-registry did not start');
-}
 
 const skopeoArgs = ['--insecure-policy', 'copy', '-q'];
 const cases = [
@@ -82,7 +55,7 @@ const cases = [
 const results = [];
 for (let i = 0; i < runs; i++) {
   // A fresh registry per run: nothing from an earlier run can be skipped or mounted.
-  const reg = await startRegistry();
+  const reg = await startBenchRegistry(work);
   try {
     for (const c of cases) record(results, c, i, c.run(reg.host, i), bytes);
   } finally {

@@ -340,7 +340,7 @@ function describeExit(child: ChildProcess, spawnError: Error | undefined): strin
 // ---------------------------------------------------------------------------------------------------------------
 // Certificates (openssl)
 
-interface TlsFiles {
+export interface TlsFiles {
   caFile: string;
   caPem: string;
   certDir: string;
@@ -391,7 +391,7 @@ async function selfSigned(openssl: string, cnf: string, dir: string, name: strin
   return { certFile, keyFile };
 }
 
-async function makeTlsFiles(openssl: string, dir: string): Promise<TlsFiles> {
+export async function makeTlsFiles(openssl: string, dir: string): Promise<TlsFiles> {
   const cnf = await writeOpensslConfig(dir);
   const ca = await selfSigned(openssl, cnf, dir, 'ca', 'imagegate test CA', 'ca_ext');
   const serverKeyFile = path.join(dir, 'server.key');

@@ -1,7 +1,7 @@
 import { ImagegateError } from '../../errors.js';
 import { Coalescer } from '../../util/coalesce.js';
 import { formatTransitKeyRef, versionOf, type Transit, type TransitKeyRef, type WrappedByTransit } from '../../vault/transit.js';
-import type { RecipientSummary } from '../key-wrapper.js';
+import { splitAnnotationItems, type RecipientSummary } from '../key-wrapper.js';
 import { KEYS_ANNOTATION_PREFIX } from '../layer-options.js';
 
 /**
@@ -59,6 +59,20 @@ export function decodeVaultItem(item: Buffer, where: string): VaultWrappedKey {
 /** The Transit `context` that binds a wrapped key to a repository. */
 export function bindingContext(binding: string): Buffer {
   return Buffer.from(`imagegate:v1:${binding}`);
+}
+
+/** The Transit keys, versions and bindings in a layer's annotation value; unreadable items are left out. */
+export function vaultKeysOf(value: string | undefined): Array<{ key: string; version: number; binding: string }> {
+  if (value === undefined) return [];
+  return splitAnnotationItems(value).flatMap((item) => {
+    if (item instanceof Error) return [];
+    try {
+      const w = decodeVaultItem(item, 'layer');
+      return [{ key: `${w.mount}/keys/${w.key}`, version: w.version, binding: w.binding }];
+    } catch {
+      return [];
+    }
+  });
 }
 
 /** Safe to show without any key: which Transit key, which version, which repository. */

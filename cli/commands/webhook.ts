@@ -1,0 +1,117 @@
+import { unwatchFile, watchFile } from 'node:fs';
+import type { Command } from 'commander';
+import type { CheckContainerSettings } from '../../src/admission/check-container.js';
+import { ImageResolver } from '../../src/admission/resolver.js';
+import { ImagegateError } from '../../src/errors.js';
+import { loadPolicyFile } from '../../src/policy/load-policy.js';
+import { parseCount } from '../../src/util/size.js';
+import { startWebhookServer } from '../../webhook/server.js';
+import { info } from '../run.js';
+import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
+
+interface ServeFlags extends TransferFlags {
+  policy: string;
+  cert: string;
+  key: string;
+  listen: string;
+  budgetMs: string;
+  cacheTtl: string;
+  negativeTtl: string;
+  cacheSize: string;
+  checkImage?: string;
+  checkVaultAddr?: string;
+  checkVaultRole?: string;
+  checkVaultAuth: string;
+  checkAuthMount?: string;
+  checkAudience: string;
+}
+
+export function registerWebhook(program: Command): void {
+  const webhook = program.command('webhook').summary('the Kubernetes admission webhook');
+  const serve = webhook
+    .command('serve')
+    .summary('serve the validating and mutating admission webhook over HTTPS')
+    .requiredOption('--policy <file>', 'the AdmissionPolicy YAML (re-read when it changes)')
+    .requiredOption('--cert <file>', 'TLS certificate (PEM; re-read when it changes)')
+    .requiredOption('--key <file>', 'TLS private key (PEM)')
+    .option('--listen <host:port>', 'address to listen on', '0.0.0.0:8443')
+    .option('--budget-ms <ms>', 'time allowed for the registry look-ups of one review; keep it well under the webhook timeout', '2500')
+    .option('--cache-ttl <seconds>', 'how long a resolved image is remembered', '300')
+    .option('--negative-ttl <seconds>', 'how long a failed look-up is remembered', '10')
+    .option('--cache-size <n>', 'images remembered at most', '2000')
+    .option('--check-image <image>', "node model: imagegate's own image (by digest) for the injected `init --check` container")
+    .option('--check-vault-addr <url>', 'node model: Vault address the check container uses')
+    .option('--check-vault-role <role>', 'node model: Vault role pods log in as')
+    .option('--check-vault-auth <method>', 'node model: jwt or kubernetes', 'jwt')
+    .option('--check-auth-mount <path>', 'node model: the auth mount, when not at the default path')
+    .option('--check-audience <aud>', 'node model: audience of the projected token the Vault role accepts', 'vault');
+  addTransferOptions(serve, false).action(async (flags: ServeFlags) => {
+    const [host, portText] = splitHostPort(flags.listen);
+    const port = parseCount(portText, '--listen port', 0, 65535);
+    let policy = await loadPolicyFile(flags.policy);
+    const transfer = await transferSettings({ ...flags, quiet: true }, 'webhook');
+    const resolver = new ImageResolver({
+      registry: transfer.source.registry ?? {},
+      cache: {
+        maxEntries: parseCount(flags.cacheSize, '--cache-size', 1, 1_000_000),
+        ttlMs: parseCount(flags.cacheTtl, '--cache-ttl', 0, 86_400) * 1000,
+        negativeTtlMs: parseCount(flags.negativeTtl, '--negative-ttl', 0, 3_600) * 1000,
+      },
+    });
+    const check = checkSettings(flags);
+    // A stray rejection must not take the webhook (and with it every deployment) down; it is a bug to report.
+    process.on('unhandledRejection', (e) => info(`imagegate webhook: internal error (please report): ${e instanceof Error ? e.message : String(e)}`));
+    const server = await startWebhookServer({
+      host,
+      port,
+      certFile: flags.cert,
+      keyFile: flags.key,
+      cache: resolver.cache,
+      deps: {
+        policy: () => policy,
+        resolve: (image, ctx) => resolver.resolve(image, ctx),
+        budgetMs: parseCount(flags.budgetMs, '--budget-ms', 100, 30_000),
+        ...(check !== undefined ? { check } : {}),
+      },
+    });
+    watchFile(flags.policy, { interval: 5_000, persistent: false }, () => {
+      loadPolicyFile(flags.policy).then(
+        (p) => {
+          policy = p;
+          info(`imagegate webhook: reloaded ${flags.policy}`);
+        },
+        (e: unknown) => info(`imagegate webhook: ${flags.policy} is invalid, keeping the previous policy: ${e instanceof Error ? e.message : String(e)}`),
+      );
+    });
+    process.stdout.write(`${server.url}\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    });
+    info('imagegate webhook: shutting down; finishing requests in flight');
+    unwatchFile(flags.policy);
+    await server.close();
+  });
+}
+
+function splitHostPort(text: string): [string, string] {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(text);
+  if (m === null) throw new ImagegateError('USAGE', `--listen ${JSON.stringify(text)} must be HOST:PORT, e.g. 0.0.0.0:8443`);
+  return [m[1]!, m[2]!];
+}
+
+function checkSettings(flags: ServeFlags): CheckContainerSettings | undefined {
+  if (flags.checkImage === undefined) return undefined;
+  if (flags.checkVaultAddr === undefined || flags.checkVaultRole === undefined) {
+    throw new ImagegateError('USAGE', '--check-image needs --check-vault-addr and --check-vault-role (the Vault the check container asks, and the role pods log in as)');
+  }
+  if (flags.checkVaultAuth !== 'jwt' && flags.checkVaultAuth !== 'kubernetes') throw new ImagegateError('USAGE', '--check-vault-auth must be jwt or kubernetes');
+  return {
+    image: flags.checkImage,
+    vaultAddress: flags.checkVaultAddr,
+    authMethod: flags.checkVaultAuth,
+    vaultRole: flags.checkVaultRole,
+    audience: flags.checkAudience,
+    ...(flags.checkAuthMount !== undefined ? { authMount: flags.checkAuthMount } : {}),
+  };
+}

@@ -1,0 +1,166 @@
+import { ImagegateError } from '../errors.js';
+import type { JsonObject } from '../image/validate.js';
+import { evaluate } from '../policy/evaluate.js';
+import type { AdmissionPolicy, ContainerFacts, Decision } from '../policy/types.js';
+import { CHECK_CONTAINER_NAME, checkContainer, checkIsIntact, tokenVolume, type CheckContainerSettings } from './check-container.js';
+import type { ResolvedImage } from './image-facts.js';
+import { allow, deny, type AdmissionRequest, type AdmissionResponse } from './review.js';
+import { podTemplateOf, type PodTemplate } from './workload.js';
+
+export interface AdmissionContext {
+  namespace: string;
+  pullSecrets: string[];
+}
+
+export interface AdmissionDeps {
+  policy: () => AdmissionPolicy;
+  /** Resolves an image (cached); the webhook supplies registry credentials, including the pod's pull secrets. */
+  resolve: (image: string, ctx: AdmissionContext) => Promise<ResolvedImage>;
+  /** Time allowed for all look-ups of one review, well under the API server's webhook timeout. */
+  budgetMs: number;
+  /** Node model: the init container that proves key access. */
+  check?: CheckContainerSettings;
+}
+
+export interface AdmissionOutcome {
+  response: AdmissionResponse;
+  /** For metrics and logs: allowed, denied, warned, skipped, error. */
+  result: 'allowed' | 'denied' | 'warned' | 'skipped' | 'error';
+  /** The rules behind a denial or warning. */
+  rules: string[];
+}
+
+/**
+ * Decides one AdmissionReview. The mutating hook (`mutate = true`) pins every image to its digest and, in the node
+ * model, injects the key-access check; the validating hook re-checks the final object, including that the check was
+ * not removed or altered. Both deny what the policy forbids, naming container, image, rule and remedy.
+ */
+export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: boolean): Promise<AdmissionOutcome> {
+  const skipped = (why: string): AdmissionOutcome => ({ response: allow(req.uid), result: 'skipped', rules: [why] });
+  if (req.operation === 'DELETE' || req.operation === 'CONNECT') return skipped('operation');
+  const found = podTemplateOf(req.kind.kind, req.object);
+  if (found === undefined) return skipped('no pod template');
+  // The check container the webhook injected runs imagegate's own image; it is not the workload's to judge.
+  const template = { ...found, containers: found.containers.filter((c) => !(c.name === CHECK_CONTAINER_NAME && c.image === deps.check?.image)) };
+  if (template.containers.length === 0) return skipped('no containers');
+  const policy = deps.policy();
+  const isPod = req.kind.kind === 'Pod';
+
+  let facts: ContainerFacts[];
+  try {
+    facts = await withBudget(resolveAll(template, req.namespace, deps), deps.budgetMs);
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    if (policy.failurePolicy === 'open') {
+      return { response: allow(req.uid, { warnings: [`imagegate could not check the images and let this through (failurePolicy: open): ${why}`] }), result: 'error', rules: ['resolve'] };
+    }
+    return { response: deny(req.uid, `imagegate could not check the images, so it refuses (failurePolicy: closed): ${why}`, 'InternalError', 500), result: 'error', rules: ['resolve'] };
+  }
+
+  const decision = evaluate(policy, { namespace: req.namespace, serviceAccount: template.serviceAccount, containers: facts });
+  if (decision.skipped !== undefined) return skipped(decision.skipped);
+  const rules = [...new Set(decision.violations.map((v) => v.rule))];
+  if (!decision.allowed) return { response: deny(req.uid, denialMessage(decision)), result: 'denied', rules };
+  const warnings = decision.violations.map((v) => `${v.message} (${v.rule}; ${v.remedy})`);
+  const protectedImages = facts.filter((f) => decision.protectedBy[f.name] !== undefined && f.platforms.some((p) => p.encryptedLayers > 0));
+  const needsCheck = isPod && policy.runtimeModel === 'node' && deps.check !== undefined && protectedImages.length > 0;
+
+  if (!mutate) {
+    if (needsCheck) {
+      const images = [...new Set(protectedImages.map((f) => `${f.repository}@${f.digest}`))];
+      const broken = checkIsIntact(template.spec, checkContainer(deps.check!, images), tokenVolume(deps.check!));
+      if (broken !== undefined) {
+        return { response: deny(req.uid, `imagegate: ${broken}; pods running protected images must keep it as the webhook injected it (node runtime model)`), result: 'denied', rules: ['check-container'] };
+      }
+    }
+    return { response: allow(req.uid, warnings.length > 0 ? { warnings } : {}), result: warnings.length > 0 ? 'warned' : 'allowed', rules };
+  }
+
+  // Workloads get early feedback only; their pods are mutated when they are created.
+  const patch = isPod ? podPatch(template, facts, needsCheck ? deps.check : undefined, protectedImages) : [];
+  const extra: Partial<AdmissionResponse> = warnings.length > 0 ? { warnings } : {};
+  if (patch.length > 0) {
+    extra.patchType = 'JSONPatch';
+    extra.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
+  }
+  return { response: allow(req.uid, extra), result: warnings.length > 0 ? 'warned' : 'allowed', rules };
+}
+
+/** Resolves every image once, however many containers use it. */
+async function resolveAll(template: PodTemplate, namespace: string, deps: AdmissionDeps): Promise<ContainerFacts[]> {
+  const ctx = { namespace, pullSecrets: template.imagePullSecrets };
+  const byImage = new Map<string, Promise<ResolvedImage>>();
+  for (const c of template.containers) {
+    if (c.image === '') throw new ImagegateError('BAD_FORMAT', `container ${c.name} names no image`);
+    if (!byImage.has(c.image)) byImage.set(c.image, deps.resolve(c.image, ctx));
+  }
+  // Settle every look-up before failing on one, so no rejection is left unhandled (it would stop the process).
+  const images = [...byImage.keys()];
+  const settled = await Promise.allSettled(images.map((i) => byImage.get(i)!));
+  const resolved = new Map<string, ResolvedImage>();
+  settled.forEach((r, i) => {
+    const image = images[i]!;
+    if (r.status === 'fulfilled') {
+      resolved.set(image, r.value);
+      return;
+    }
+    const users = template.containers.filter((c) => c.image === image).map((c) => c.name).join(', ');
+    const why = r.reason instanceof Error ? r.reason.message : String(r.reason);
+    throw new ImagegateError(isImagegateErrorCode(r.reason) ?? 'REGISTRY', `image ${image} (container ${users}): ${why}`);
+  });
+  return template.containers.map((c) => {
+    const r = resolved.get(c.image)!;
+    return { list: c.list, name: c.name, image: c.image, repository: r.repository, digest: r.digest, platforms: r.platforms };
+  });
+}
+
+function isImagegateErrorCode(e: unknown): ImagegateError['code'] | undefined {
+  return e instanceof ImagegateError ? e.code : undefined;
+}
+
+async function withBudget<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ImagegateError('REGISTRY', `image look-ups took longer than the ${ms} ms budget`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function denialMessage(d: Decision): string {
+  // Each message already names its container and image.
+  const lines = d.violations.map((v) => `${v.message} [rule ${v.rule}] — ${v.remedy}`);
+  return `imagegate denied this pod:\n${lines.join('\n')}`;
+}
+
+type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
+
+function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckContainerSettings | undefined, protectedImages: ContainerFacts[]): PatchOp[] {
+  const ops: PatchOp[] = [];
+  const base = template.specPath;
+  template.containers.forEach((c, i) => {
+    const f = facts[i]!;
+    const pinned = pinnedName(c.image, f.digest);
+    if (pinned !== c.image) ops.push({ op: 'replace', path: `${base}/${c.list}/${c.index}/image`, value: pinned });
+  });
+  const already = Array.isArray(template.spec.initContainers) && (template.spec.initContainers as JsonObject[]).some((x) => x.name === CHECK_CONTAINER_NAME);
+  if (check !== undefined && !already) {
+    const images = [...new Set(protectedImages.map((f) => `${f.repository}@${f.digest}`))];
+    const container = checkContainer(check, images);
+    if (Array.isArray(template.spec.initContainers)) ops.push({ op: 'add', path: `${base}/initContainers/0`, value: container });
+    else ops.push({ op: 'add', path: `${base}/initContainers`, value: [container] });
+    if (Array.isArray(template.spec.volumes)) ops.push({ op: 'add', path: `${base}/volumes/-`, value: tokenVolume(check) });
+    else ops.push({ op: 'add', path: `${base}/volumes`, value: [tokenVolume(check)] });
+  }
+  return ops;
+}
+
+/** `registry/app:1` → `registry/app@sha256:…`; an image already pinned to that digest is left as written. */
+export function pinnedName(image: string, digest: string): string {
+  if (image.endsWith(`@${digest}`)) return image;
+  const name = image.includes('@') ? image.slice(0, image.indexOf('@')) : image.replace(/:[^:/]+$/, '');
+  return `${name}@${digest}`;
+}

@@ -1,0 +1,63 @@
+import type { JsonObject } from '../image/validate.js';
+
+/** How the webhook injects `imagegate init --check` (node model): the pod proves it can unwrap its images' keys. */
+export interface CheckContainerSettings {
+  /** imagegate's own image, by digest. */
+  image: string;
+  vaultAddress: string;
+  /** Vault auth the pod's identity uses: JWT auth with the cluster's issuer keys, or Kubernetes auth. */
+  authMethod: 'jwt' | 'kubernetes';
+  authMount?: string;
+  /** The Vault role workloads log in as. */
+  vaultRole: string;
+  /** Audience of the projected service-account token the Vault role expects. */
+  audience: string;
+}
+
+export const CHECK_CONTAINER_NAME = 'imagegate-check';
+export const TOKEN_VOLUME_NAME = 'imagegate-token';
+const TOKEN_DIR = '/var/run/secrets/imagegate';
+
+/** The init container, for the pod's images pinned by digest; the validating hook compares against exactly this. */
+export function checkContainer(settings: CheckContainerSettings, images: string[]): JsonObject {
+  const env = [
+    { name: 'VAULT_ADDR', value: settings.vaultAddress },
+    { name: 'IMAGEGATE_VAULT_AUTH', value: settings.authMethod },
+    { name: 'IMAGEGATE_VAULT_ROLE', value: settings.vaultRole },
+    { name: 'IMAGEGATE_VAULT_JWT_FILE', value: `${TOKEN_DIR}/token` },
+    ...(settings.authMount !== undefined ? [{ name: 'IMAGEGATE_VAULT_AUTH_MOUNT', value: settings.authMount }] : []),
+  ];
+  return {
+    name: CHECK_CONTAINER_NAME,
+    image: settings.image,
+    args: ['init', '--check', ...images.map((i) => `docker://${i}`)],
+    env,
+    volumeMounts: [{ name: TOKEN_VOLUME_NAME, mountPath: TOKEN_DIR, readOnly: true }],
+    securityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+    resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+  };
+}
+
+/** A projected token only for Vault (its own audience, 10 minutes), not the pod's API token. */
+export function tokenVolume(settings: CheckContainerSettings): JsonObject {
+  return { name: TOKEN_VOLUME_NAME, projected: { sources: [{ serviceAccountToken: { audience: settings.audience, expirationSeconds: 600, path: 'token' } }] } };
+}
+
+/**
+ * Whether `spec` runs the check exactly as injected: first init container, same fields (the API server may add
+ * defaults such as terminationMessagePath and imagePullPolicy, which are ignored), and the token volume.
+ */
+export function checkIsIntact(spec: JsonObject, expected: JsonObject, volume: JsonObject): string | undefined {
+  const init = Array.isArray(spec.initContainers) ? (spec.initContainers as JsonObject[]) : [];
+  const found = init[0];
+  if (found === undefined || found.name !== CHECK_CONTAINER_NAME) {
+    return `the ${CHECK_CONTAINER_NAME} init container is missing or not first`;
+  }
+  for (const field of Object.keys(expected)) {
+    if (JSON.stringify(found[field]) !== JSON.stringify(expected[field])) return `the ${CHECK_CONTAINER_NAME} init container was altered (${field})`;
+  }
+  const volumes = Array.isArray(spec.volumes) ? (spec.volumes as JsonObject[]) : [];
+  const v = volumes.find((x) => x.name === TOKEN_VOLUME_NAME);
+  if (v === undefined || JSON.stringify(v.projected) !== JSON.stringify(volume.projected)) return `the ${TOKEN_VOLUME_NAME} volume is missing or altered`;
+  return undefined;
+}

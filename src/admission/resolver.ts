@@ -1,0 +1,37 @@
+import { parseImageReference } from '../image/reference.js';
+import type { RegistryCredentials } from '../transport/registry/credentials.js';
+import type { RegistryOptions } from '../transport/registry/location.js';
+import type { AdmissionContext } from './admit.js';
+import { resolveImage, type ResolvedImage } from './image-facts.js';
+import { TtlCache, type TtlCacheOptions } from './ttl-cache.js';
+
+/** Reads a namespace's pull secrets (`kubernetes.io/dockerconfigjson`) for a registry host, if allowed to. */
+export type PullSecretLookup = (namespace: string, secretNames: string[], host: string) => Promise<RegistryCredentials | undefined>;
+
+export interface ImageResolverOptions {
+  /** The webhook's own registry settings and credentials. */
+  registry: RegistryOptions;
+  cache: TtlCacheOptions;
+  pullSecrets?: PullSecretLookup;
+}
+
+/**
+ * Image resolution for admission: the pod's pull secrets first (where the webhook may read them), then the
+ * webhook's own credentials; results cached per image and credential, failures briefly, concurrent asks shared.
+ */
+export class ImageResolver {
+  readonly cache: TtlCache<ResolvedImage>;
+
+  constructor(private readonly options: ImageResolverOptions) {
+    this.cache = new TtlCache(options.cache);
+  }
+
+  async resolve(image: string, ctx: AdmissionContext): Promise<ResolvedImage> {
+    const host = parseImageReference(image).domain;
+    const fromPod = ctx.pullSecrets.length > 0 && this.options.pullSecrets !== undefined ? await this.options.pullSecrets(ctx.namespace, ctx.pullSecrets, host) : undefined;
+    // A digest names the same content for everyone; a tag may differ per credential (a private mirror), so key by both.
+    const who = fromPod !== undefined ? `${ctx.namespace}/${ctx.pullSecrets.join(',')}` : '';
+    const registry = fromPod !== undefined ? { ...this.options.registry, credentials: fromPod } : this.options.registry;
+    return this.cache.get(`${who}|${image}`, () => resolveImage(image, registry));
+  }
+}

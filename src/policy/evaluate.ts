@@ -1,0 +1,177 @@
+import { globToRegExp, matchesAnyGlob } from '../util/glob.js';
+import type { AdmissionPolicy, AdmissionSubject, AllowedKey, ContainerFacts, Decision, PlatformImageFacts, RepositoryRule, Violation } from './types.js';
+
+/** The scheme of layer keys wrapped by a Vault Transit key (the `imagegate` key provider). */
+const VAULT_SCHEME = 'provider.imagegate';
+
+/**
+ * Decides whether a pod's images comply with the policy. Pure: everything it needs is in its arguments.
+ *
+ * - A namespace outside `namespaces.include`, or inside `namespaces.exempt`, is not checked at all.
+ * - Each container is protected by the first repository rule whose `match` glob matches its repository;
+ *   containers no rule matches are not checked.
+ * - Every platform of a protected container's image is checked (a pod may land on any node), and one bad
+ *   platform is enough to refuse the container. A violation found on several platforms is reported once, naming them.
+ * - In `warn` and `audit` modes the pod is allowed, but the violations are still reported.
+ */
+export function evaluate(policy: AdmissionPolicy, subject: AdmissionSubject): Decision {
+  const { namespace } = subject;
+  if (matchesAnyGlob(namespace, policy.namespaces.exempt)) {
+    return { allowed: true, mode: policy.mode, skipped: `namespace ${namespace} is exempt`, violations: [], protectedBy: {} };
+  }
+  if (!matchesAnyGlob(namespace, policy.namespaces.include)) {
+    return { allowed: true, mode: policy.mode, skipped: `namespace ${namespace} is not in scope of the policy`, violations: [], protectedBy: {} };
+  }
+
+  const protectedBy: Record<string, string> = {};
+  const found: Finding[] = [];
+  const serviceAccount = `${namespace}/${subject.serviceAccount}`;
+  for (const container of subject.containers) {
+    const rule = policy.repositories.find((r) => globToRegExp(r.match).test(container.repository));
+    if (rule === undefined) continue;
+    protectedBy[container.name] = rule.match;
+    found.push(...checkContainer(container, rule, serviceAccount));
+  }
+
+  const violations = mergeFindings(found);
+  return { allowed: violations.length === 0 || policy.mode !== 'enforce', mode: policy.mode, violations, protectedBy };
+}
+
+/**
+ * A violation before platforms are merged: `message` holds {@link WHERE} where the image (and platforms) go, so the
+ * same problem on linux/amd64 and linux/arm64 becomes one violation naming both.
+ */
+interface Finding {
+  container: string;
+  image: string;
+  rule: string;
+  message: string;
+  remedy: string;
+  platform: string | undefined;
+}
+
+const WHERE = '\u0000where\u0000';
+
+function checkContainer(container: ContainerFacts, rule: RepositoryRule, serviceAccount: string): Finding[] {
+  const out: Finding[] = [];
+  const subject = `container ${container.name} (${WHERE})`;
+  const add = (platform: string | undefined, id: string, message: string, remedy: string): void => {
+    out.push({ container: container.name, image: container.image, rule: id, message, remedy, platform });
+  };
+  const repo = container.repository;
+  const exampleKey = rule.keys[0] !== undefined ? shortKey(rule.keys[0].key) : 'KEY';
+  const encryptRemedy =
+    `encrypt it with \`imagegate encrypt PLAINTEXT_IMAGE docker://${repo}:TAG -r vault:${exampleKey}\`, ` +
+    `then deploy the encrypted image`;
+
+  if (container.platforms.length === 0 && rule.requireEncrypted) {
+    // Fail closed: an image we know nothing about cannot be shown to be encrypted.
+    add(undefined, 'encryption-required', `${subject}: no platform image was found to check, and repositories matching ${rule.match} must hold encrypted images`, encryptRemedy);
+  }
+
+  for (const p of container.platforms) {
+    if (p.encryptedLayers === 0) {
+      if (rule.requireEncrypted) {
+        add(p.platform, 'encryption-required', `${subject}: no layer is encrypted (${p.layers} plaintext), and repositories matching ${rule.match} must hold encrypted images`, encryptRemedy);
+      }
+      // Nothing is wrapped, so there is no key to check.
+      continue;
+    }
+
+    if (rule.keys.length > 0) checkKeys(p, rule, serviceAccount, subject, repo, (id, message, remedy) => add(p.platform, id, message, remedy));
+
+    for (const vk of p.vaultKeys) {
+      if (vk.binding !== repo) {
+        add(
+          p.platform,
+          'binding-mismatch',
+          `${subject}: its layer keys (${vk.key} v${vk.version}) are bound to ${vk.binding}, not to ${repo}, the repository it is pulled from`,
+          `have an identity allowed to decrypt with ${vk.key} run \`imagegate rewrap docker://${repo} --bind ${repo}\` to bind the image to the repository it is deployed from`,
+        );
+      }
+    }
+  }
+  return out;
+}
+
+function checkKeys(
+  p: PlatformImageFacts,
+  rule: RepositoryRule,
+  serviceAccount: string,
+  subject: string,
+  repo: string,
+  add: (id: string, message: string, remedy: string) => void,
+): void {
+  const allowedList = rule.keys.map((k) => k.key).join(', ');
+  const reencrypt = (key: AllowedKey): string =>
+    `encrypt the image with an allowed key: \`imagegate encrypt PLAINTEXT_IMAGE docker://${repo}:TAG -r vault:${shortKey(key.key)}\`, then deploy it`;
+  const firstKey = rule.keys[0]!;
+
+  if (!p.schemes.includes(VAULT_SCHEME) || p.vaultKeys.length === 0) {
+    const schemes = p.schemes.filter((s) => s !== VAULT_SCHEME);
+    const how = p.schemes.includes(VAULT_SCHEME)
+      ? 'name no readable Vault key'
+      : schemes.length > 0
+        ? `are wrapped only with ${schemes.join(', ')}, not with a Vault key`
+        : 'are not wrapped with a Vault key';
+    add('key-not-allowed', `${subject}: its encrypted layers ${how}; repositories matching ${rule.match} accept only ${allowedList}`, reencrypt(firstKey));
+    return;
+  }
+
+  for (const vk of p.vaultKeys) {
+    const allowed = rule.keys.find((k) => k.key === vk.key);
+    if (allowed === undefined) {
+      add(
+        'key-not-allowed',
+        `${subject}: its layers are wrapped with Vault key ${vk.key} v${vk.version}, which repositories matching ${rule.match} do not accept; allowed: ${allowedList}`,
+        reencrypt(firstKey),
+      );
+      continue;
+    }
+    if (vk.version < allowed.minVersion) {
+      add(
+        'key-version-too-old',
+        `${subject}: its layers are wrapped with ${vk.key} v${vk.version}, below the minimum version ${allowed.minVersion} the policy requires`,
+        `run \`imagegate rewrap docker://${repo}\` to rewrap its layer keys with the latest version of ${vk.key} ` +
+          `(rotate the key first if its latest version is below v${allowed.minVersion})`,
+      );
+    }
+    if (!matchesAnyGlob(serviceAccount, allowed.serviceAccounts)) {
+      const who = allowed.serviceAccounts.length > 0 ? `allowed: ${allowed.serviceAccounts.join(', ')}` : 'the policy allows no service account to use this key';
+      add(
+        'service-account-not-allowed',
+        `${subject}: service account ${serviceAccount} may not run images wrapped with ${vk.key}; ${who}`,
+        `run the pod under an allowed service account, or ask the policy owners to add ${serviceAccount} to the serviceAccounts of ${vk.key}`,
+      );
+    }
+  }
+}
+
+/** Merges the same problem found on several platforms into one violation, and drops exact duplicates. */
+function mergeFindings(found: readonly Finding[]): Violation[] {
+  const groups = new Map<string, { first: Finding; platforms: (string | undefined)[] }>();
+  for (const f of found) {
+    const id = JSON.stringify([f.container, f.image, f.rule, f.message, f.remedy]);
+    const g = groups.get(id);
+    if (g === undefined) groups.set(id, { first: f, platforms: [f.platform] });
+    else if (!g.platforms.includes(f.platform)) g.platforms.push(f.platform);
+  }
+  const out: Violation[] = [];
+  const seen = new Set<string>();
+  for (const { first, platforms } of groups.values()) {
+    const named = platforms.filter((p): p is string => p !== undefined);
+    const where = named.length === 0 ? first.image : `${first.image}, platform${named.length > 1 ? 's' : ''} ${named.join(', ')}`;
+    const v: Violation = { container: first.container, image: first.image, rule: first.rule, message: first.message.split(WHERE).join(where), remedy: first.remedy };
+    const key = JSON.stringify([v.container, v.rule, v.message]);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(v);
+  }
+  return out;
+}
+
+/** `transit/keys/app` as `--recipient vault:` takes it: `transit/app`. */
+function shortKey(key: string): string {
+  const i = key.lastIndexOf('/keys/');
+  return i < 0 ? key : `${key.slice(0, i)}/${key.slice(i + '/keys/'.length)}`;
+}

@@ -1,0 +1,248 @@
+import { open } from 'node:fs/promises';
+import { parse, YAMLError } from 'yaml';
+import { ImagegateError, systemErrorCode } from '../errors.js';
+import { formatError, JsonReader, quote } from '../image/validate.js';
+import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeModel } from './types.js';
+
+/**
+ * Reads an admission policy document (YAML, or JSON, which is YAML) into a validated {@link AdmissionPolicy}.
+ *
+ * The document is strict: every field is checked and named by its path (`$.repositories[1].keys[0].minVersion`) when
+ * it is wrong, and a field this build does not know is an error, not ignored. A misspelt `serviceAccount` or
+ * `requireEncryption` silently ignored would weaken a security policy without anyone noticing.
+ *
+ * Defaults: `mode: enforce`, `runtimeModel: node`, `failurePolicy: closed`, `namespaces.include: ["*"]`,
+ * `namespaces.exempt: []`, and per repository rule `requireEncrypted: true`, `keys: []`; per key `minVersion: 1` and
+ * `serviceAccounts: []`, which means NO service account may run images wrapped by that key. A field set to YAML null
+ * (`exempt:` with nothing after it) counts as absent. `repositories` must be present (`[]` protects nothing).
+ */
+
+export const POLICY_API_VERSIONS = ['imagegate.dev/v1alpha1'] as const;
+export const POLICY_KIND = 'AdmissionPolicy';
+/** Policy files larger than this are refused: a policy is a few kilobytes, and the webhook reads it at start-up. */
+export const MAX_POLICY_BYTES = 1024 * 1024;
+
+const DEFAULT_TRANSIT_MOUNT = 'transit';
+// The characters Vault path segments may use unencoded (as src/vault/transit.ts accepts for --recipient vault:KEY).
+const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+const TOP_FIELDS = ['apiVersion', 'kind', 'mode', 'runtimeModel', 'failurePolicy', 'namespaces', 'repositories'];
+const NAMESPACE_FIELDS = ['include', 'exempt'];
+const RULE_FIELDS = ['match', 'requireEncrypted', 'keys'];
+const KEY_FIELDS = ['key', 'minVersion', 'serviceAccounts'];
+
+export function parsePolicy(text: string, where: string): AdmissionPolicy {
+  let doc: unknown;
+  try {
+    doc = parse(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    throw yamlError(e, where);
+  }
+  if (doc === null || doc === undefined) {
+    throw new ImagegateError('BAD_FORMAT', `${where}: the policy document is empty; it needs at least apiVersion, kind and repositories`);
+  }
+  const root = new JsonReader(where, doc);
+  root.object();
+
+  // The version first: a document of another version may have fields this build does not know.
+  const apiVersion = present(root.field('apiVersion'), `must be ${POLICY_API_VERSIONS.join(' or ')}`).string();
+  if (!(POLICY_API_VERSIONS as readonly string[]).includes(apiVersion)) {
+    root.field('apiVersion').fail(`is ${quote(apiVersion)}, a version this build does not read; it reads ${POLICY_API_VERSIONS.join(', ')}`);
+  }
+  const kind = present(root.field('kind'), `must be ${POLICY_KIND}`).string();
+  if (kind !== POLICY_KIND) root.field('kind').fail(`must be ${POLICY_KIND}, got ${quote(kind)}`);
+  knownFields(root, TOP_FIELDS);
+
+  const mode = oneOf<PolicyMode>(root.field('mode'), ['enforce', 'warn', 'audit'], 'enforce');
+  const runtimeModel = oneOf<RuntimeModel>(root.field('runtimeModel'), ['node', 'pod'], 'node');
+  const failurePolicy = oneOf<'closed' | 'open'>(root.field('failurePolicy'), ['closed', 'open'], 'closed');
+
+  const ns = root.field('namespaces');
+  let include = ['*'];
+  let exempt: string[] = [];
+  if (!absent(ns)) {
+    knownFields(ns, NAMESPACE_FIELDS);
+    if (!absent(ns.field('include'))) include = globList(ns.field('include'), 'a namespace glob');
+    if (!absent(ns.field('exempt'))) exempt = globList(ns.field('exempt'), 'a namespace glob');
+  }
+
+  const repos = present(root.field('repositories'), 'must be a list of repository rules (write [] to protect nothing)');
+  const repositories: RepositoryRule[] = [];
+  const seenMatch = new Map<string, string>();
+  for (const r of repos.array()) {
+    const rule = repositoryRule(r);
+    const earlier = seenMatch.get(rule.match);
+    if (earlier !== undefined) {
+      r.field('match').fail(`${quote(rule.match)} repeats ${earlier}.match; the first matching rule wins, so this one would never apply`);
+    }
+    seenMatch.set(rule.match, r.path);
+    repositories.push(rule);
+  }
+
+  return { apiVersion: apiVersion as AdmissionPolicy['apiVersion'], kind: POLICY_KIND, mode, runtimeModel, failurePolicy, namespaces: { include, exempt }, repositories };
+}
+
+/** Reads and parses a policy file; a missing file is a usage error naming it. */
+export async function loadPolicyFile(file: string): Promise<AdmissionPolicy> {
+  let text: string;
+  try {
+    const handle = await open(file, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (size > MAX_POLICY_BYTES) {
+        throw new ImagegateError('BAD_FORMAT', `${file}: the policy file is ${size} bytes; policies larger than ${MAX_POLICY_BYTES} bytes (1 MiB) are refused`);
+      }
+      // Read one byte past the cap, in case the file grew after stat.
+      const buffer = Buffer.alloc(MAX_POLICY_BYTES + 1);
+      let length = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+        if (bytesRead === 0) break;
+        length += bytesRead;
+        if (length > MAX_POLICY_BYTES) {
+          throw new ImagegateError('BAD_FORMAT', `${file}: the policy file is larger than ${MAX_POLICY_BYTES} bytes (1 MiB); refused`);
+        }
+      }
+      text = buffer.subarray(0, length).toString('utf8');
+    } finally {
+      await handle.close();
+    }
+  } catch (e) {
+    if (e instanceof ImagegateError) throw e;
+    const code = systemErrorCode(e);
+    if (code === 'ENOENT') throw new ImagegateError('USAGE', `policy file ${file} does not exist`);
+    if (code === 'EISDIR') throw new ImagegateError('USAGE', `policy file ${file} is a directory, not a file`);
+    throw new ImagegateError('IO', `cannot read policy file ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  return parsePolicy(text, file);
+}
+
+/**
+ * `MOUNT/keys/NAME` as written, or the short `[MOUNT/]NAME` that `--recipient vault:` takes, as `MOUNT/keys/NAME`
+ * (mount `transit` when omitted), the form image annotations and `imagegate inspect` show.
+ */
+export function normalizeTransitKey(text: string): string | undefined {
+  const long = /^(.+)\/keys\/([^/]+)$/.exec(text);
+  let mount: string;
+  let name: string;
+  if (long !== null) {
+    mount = long[1]!;
+    name = long[2]!;
+  } else {
+    const parts = text.split('/');
+    name = parts.pop() ?? '';
+    mount = parts.length > 0 ? parts.join('/') : DEFAULT_TRANSIT_MOUNT;
+  }
+  if (!PATH_SEGMENT.test(name) || !mount.split('/').every((p) => PATH_SEGMENT.test(p))) return undefined;
+  return `${mount}/keys/${name}`;
+}
+
+function repositoryRule(r: JsonReader): RepositoryRule {
+  knownFields(r, RULE_FIELDS);
+  const matchReader: JsonReader = present(r.field('match'), 'must be a repository glob such as registry.example/prod/**');
+  const match = matchReader.string();
+  if (match.trim() === '') matchReader.fail('must be a non-empty repository glob such as registry.example/prod/**');
+  if (match !== match.trim()) matchReader.fail(`must not start or end with spaces, got ${quote(match)}`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(match) || match.startsWith('docker://')) {
+    matchReader.fail(`must be a repository glob HOST/PATH without a transport, got ${quote(match)}`);
+  }
+  if (match.includes('@')) matchReader.fail(`must be a repository glob HOST/PATH without a digest, got ${quote(match)}`);
+
+  const requireEncrypted = boolean(r.field('requireEncrypted'), true);
+
+  const keys: AllowedKey[] = [];
+  const seen = new Map<string, string>();
+  const keysReader = r.field('keys');
+  for (const k of absent(keysReader) ? [] : keysReader.array()) {
+    const key = allowedKey(k);
+    const earlier = seen.get(key.key);
+    if (earlier !== undefined) k.field('key').fail(`${quote(key.key)} is already listed at ${earlier}; merge the two entries`);
+    seen.set(key.key, `${k.path}`);
+    keys.push(key);
+  }
+  return { match, requireEncrypted, keys };
+}
+
+function allowedKey(k: JsonReader): AllowedKey {
+  knownFields(k, KEY_FIELDS);
+  const keyReader: JsonReader = present(k.field('key'), 'must name a Vault Transit key, as MOUNT/keys/NAME or [MOUNT/]NAME');
+  const text = keyReader.string();
+  const key = normalizeTransitKey(text);
+  if (key === undefined) {
+    keyReader.fail(`must be a Vault Transit key as MOUNT/keys/NAME or [MOUNT/]NAME (letters, digits, ".", "_" and "-"), got ${quote(text)}`);
+  }
+
+  let minVersion = 1;
+  const mv: JsonReader = k.field('minVersion');
+  if (!absent(mv)) {
+    if (typeof mv.value !== 'number' || !Number.isSafeInteger(mv.value) || mv.value < 1) {
+      mv.fail(`must be an integer ≥ 1, got ${quote(mv.value)}`);
+    }
+    minVersion = mv.value;
+  }
+
+  const sa = k.field('serviceAccounts');
+  const serviceAccounts: string[] = [];
+  for (const s of absent(sa) ? [] : sa.array()) {
+    const glob = s.string();
+    const parts = glob.split('/');
+    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+      s.fail(`must be a service account glob NAMESPACE/NAME, e.g. prod/api or prod/*, got ${quote(glob)}`);
+    }
+    serviceAccounts.push(glob);
+  }
+  return { key, minVersion, serviceAccounts };
+}
+
+function yamlError(e: unknown, where: string): ImagegateError {
+  const message = e instanceof Error ? e.message.trimEnd() : String(e);
+  let at = '';
+  if (e instanceof YAMLError && e.linePos !== undefined && !/ at line \d+, column \d+/.test(message)) {
+    at = ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}`;
+  }
+  return new ImagegateError('BAD_FORMAT', `${where}: not valid YAML${at}: ${message}`, { cause: e });
+}
+
+/** Absent or YAML null: the field takes its default. */
+function absent(r: JsonReader): boolean {
+  return r.value === undefined || r.value === null;
+}
+
+function present(r: JsonReader, what: string): JsonReader {
+  if (absent(r)) r.fail(`is missing; it ${what}`);
+  return r;
+}
+
+function knownFields(r: JsonReader, known: readonly string[]): void {
+  for (const name of Object.keys(r.object())) {
+    if (!known.includes(name)) {
+      throw formatError(r.where, fieldPath(r.path, name), `is not a field this build knows; the fields here are ${known.join(', ')}`);
+    }
+  }
+}
+
+function fieldPath(path: string, name: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? `${path}.${name}` : `${path}[${JSON.stringify(name)}]`;
+}
+
+function oneOf<T extends string>(r: JsonReader, values: readonly T[], fallback: T): T {
+  if (absent(r)) return fallback;
+  if (typeof r.value !== 'string' || !(values as readonly string[]).includes(r.value)) {
+    r.fail(`must be one of ${values.join(', ')}, got ${quote(r.value)}`);
+  }
+  return r.value as T;
+}
+
+function boolean(r: JsonReader, fallback: boolean): boolean {
+  if (absent(r)) return fallback;
+  if (typeof r.value !== 'boolean') r.fail(`must be true or false, got ${quote(r.value)}`);
+  return r.value;
+}
+
+function globList(r: JsonReader, what: string): string[] {
+  return r.array().map((item) => {
+    const s = item.string();
+    if (s.trim() === '') item.fail(`must be ${what}, got ${quote(s)}`);
+    return s;
+  });
+}

@@ -1,0 +1,104 @@
+/**
+ * The admission policy as data, and what the webhook knows about a pod's images when it asks the policy. Evaluation
+ * (src/policy/evaluate.ts) is a pure function of these, so every decision is unit-testable without a server.
+ */
+
+export type PolicyMode = 'enforce' | 'warn' | 'audit';
+export type RuntimeModel = 'node' | 'pod';
+
+/** A Vault Transit key a protected repository accepts, and who may run images wrapped by it. */
+export interface AllowedKey {
+  /** `MOUNT/keys/NAME`, as imagegate writes it in audit and inspect output, e.g. `transit/keys/prod-layers`. */
+  key: string;
+  /** Lowest acceptable key version (after a rotation and rewrap). */
+  minVersion: number;
+  /** Service accounts allowed to run images wrapped by this key, as `NAMESPACE/NAME` globs (`prod/*`). */
+  serviceAccounts: string[];
+}
+
+export interface RepositoryRule {
+  /** Repository glob over `HOST/PATH` (`*` within a segment, `**` across). */
+  match: string;
+  /** Images must have at least one encrypted layer (default true for a rule). */
+  requireEncrypted: boolean;
+  /** Every encrypted layer must be Vault-wrapped by one of these keys; empty = encryption of any kind (jwe too) is enough. */
+  keys: AllowedKey[];
+}
+
+export interface AdmissionPolicy {
+  apiVersion: 'imagegate.dev/v1alpha1';
+  kind: 'AdmissionPolicy';
+  mode: PolicyMode;
+  runtimeModel: RuntimeModel;
+  /** What happens when the webhook cannot decide (registry down, timeout): deny (closed) or allow (open). */
+  failurePolicy: 'closed' | 'open';
+  namespaces: {
+    /** Namespace globs in scope; default `["*"]`. */
+    include: string[];
+    /** Namespace globs never checked (system namespaces, the webhook's own). */
+    exempt: string[];
+  };
+  /** First matching rule wins; repositories matching none are not protected. */
+  repositories: RepositoryRule[];
+}
+
+/** A Vault-wrapped layer key as the image's annotations describe it. */
+export interface ImageVaultKey {
+  key: string;
+  version: number;
+  binding: string;
+}
+
+/** What the registry told us about one platform image of a container's image. */
+export interface PlatformImageFacts {
+  /** `linux/amd64`, or undefined for a single-platform image. */
+  platform?: string;
+  layers: number;
+  encryptedLayers: number;
+  /** Schemes of the encrypted layers, e.g. `jwe`, `provider.imagegate`. */
+  schemes: string[];
+  vaultKeys: ImageVaultKey[];
+}
+
+/** One container of the pod, with its image resolved. */
+export interface ContainerFacts {
+  /** `containers`, `initContainers` or `ephemeralContainers`. */
+  list: 'containers' | 'initContainers' | 'ephemeralContainers';
+  name: string;
+  /** The image as written in the spec. */
+  image: string;
+  /** `HOST/PATH`, normalised (docker.io/library/… for short names). */
+  repository: string;
+  /** The digest it resolved to. */
+  digest: string;
+  /** Every platform of the image (one entry for a single-platform image). */
+  platforms: PlatformImageFacts[];
+}
+
+export interface AdmissionSubject {
+  namespace: string;
+  /** The pod's service account (`default` when unset). */
+  serviceAccount: string;
+  containers: ContainerFacts[];
+}
+
+/** One broken rule, worded for the person whose deployment was refused. */
+export interface Violation {
+  container: string;
+  image: string;
+  /** Stable rule id: `encryption-required`, `key-not-allowed`, `key-version-too-old`, `service-account-not-allowed`, `binding-mismatch`. */
+  rule: string;
+  message: string;
+  remedy: string;
+}
+
+export interface Decision {
+  /** False only when mode is enforce and something is violated. */
+  allowed: boolean;
+  mode: PolicyMode;
+  /** Why the request was not checked at all (exempt namespace), if it was not. */
+  skipped?: string;
+  violations: Violation[];
+  /** The rule that protected each container's repository, by container name (absent = unprotected). */
+  protectedBy: Record<string, string>;
+}
