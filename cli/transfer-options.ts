@@ -17,6 +17,7 @@ export interface TransferFlags {
   authfile?: string;
   caCert: string[];
   insecure?: boolean;
+  insecureRegistry: string[];
   chunkSize?: string;
   jobs?: string;
   retryTimes?: string;
@@ -37,7 +38,8 @@ export function addTransferOptions(command: Command, copies: boolean): Command {
     .option('--creds <user:password>', 'registry credentials (default: from auth.json / ~/.docker/config.json and credential helpers)')
     .option('--authfile <file>', 'read registry credentials only from this auth file (containers-auth.json or docker config.json)')
     .option('--ca-cert <file>', 'trust this PEM CA certificate for registry TLS; repeatable', collect, [])
-    .option('--insecure', 'allow plain HTTP to a registry on this machine (localhost, 127.0.0.0/8, ::1)');
+    .option('--insecure', 'allow plain HTTP to a registry on this machine (localhost, 127.0.0.0/8, ::1)')
+    .option('--insecure-registry <host:port>', 'allow plain HTTP to this registry only (on this machine); repeatable', collect, []);
   if (copies) {
     command
       .option('--src-creds <user:password>', 'credentials for the source registry only')
@@ -56,7 +58,7 @@ export async function transferSettings(flags: TransferFlags, verb: string): Prom
   const base: RegistryOptions = {
     ...(flags.authfile !== undefined ? { authFile: flags.authfile } : {}),
     ...(ca !== undefined ? { ca } : {}),
-    ...(flags.insecure === true ? { insecure: true } : {}),
+    ...(flags.insecure === true ? { insecure: true } : (flags.insecureRegistry ?? []).length > 0 ? { insecure: flags.insecureRegistry } : {}),
   };
   const retries = flags.retryTimes !== undefined ? parseCount(flags.retryTimes, '--retry-times', 0, 20) : undefined;
   if (retries !== undefined) base.retry = { attempts: retries + 1, baseDelayMs: 500 };

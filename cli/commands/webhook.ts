@@ -5,6 +5,7 @@ import { ImageResolver } from '../../src/admission/resolver.js';
 import { ImagegateError } from '../../src/errors.js';
 import { loadPolicyFile } from '../../src/policy/load-policy.js';
 import { parseCount } from '../../src/util/size.js';
+import { inClusterApi, kubernetesPullSecrets } from '../../webhook/pull-secrets.js';
 import { startWebhookServer } from '../../webhook/server.js';
 import { info } from '../run.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
@@ -24,6 +25,10 @@ interface ServeFlags extends TransferFlags {
   checkVaultAuth: string;
   checkAuthMount?: string;
   checkAudience: string;
+  kubeApi?: string;
+  kubeTokenFile: string;
+  kubeCaFile: string;
+  certPollMs: string;
 }
 
 export function registerWebhook(program: Command): void {
@@ -44,14 +49,20 @@ export function registerWebhook(program: Command): void {
     .option('--check-vault-role <role>', 'node model: Vault role pods log in as')
     .option('--check-vault-auth <method>', 'node model: jwt or kubernetes', 'jwt')
     .option('--check-auth-mount <path>', 'node model: the auth mount, when not at the default path')
-    .option('--check-audience <aud>', 'node model: audience of the projected token the Vault role accepts', 'vault');
+    .option('--check-audience <aud>', 'node model: audience of the projected token the Vault role accepts', 'vault')
+    .option('--kube-api <url>', "Kubernetes API for reading pods' imagePullSecrets (default: in-cluster)")
+    .option('--kube-token-file <file>', 'bearer token for --kube-api', '/var/run/secrets/kubernetes.io/serviceaccount/token')
+    .option('--kube-ca-file <file>', 'CA of --kube-api', '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt')
+    .option('--cert-poll-ms <ms>', 'how often the certificate files are checked for rotation', '5000');
   addTransferOptions(serve, false).action(async (flags: ServeFlags) => {
     const [host, portText] = splitHostPort(flags.listen);
     const port = parseCount(portText, '--listen port', 0, 65535);
     let policy = await loadPolicyFile(flags.policy);
     const transfer = await transferSettings({ ...flags, quiet: true }, 'webhook');
+    const api = flags.kubeApi !== undefined ? { url: flags.kubeApi, tokenFile: flags.kubeTokenFile, caFile: flags.kubeCaFile } : inClusterApi();
     const resolver = new ImageResolver({
       registry: transfer.source.registry ?? {},
+      ...(api !== undefined ? { pullSecrets: kubernetesPullSecrets(api, (m) => info(`imagegate webhook: ${m}`)) } : {}),
       cache: {
         maxEntries: parseCount(flags.cacheSize, '--cache-size', 1, 1_000_000),
         ttlMs: parseCount(flags.cacheTtl, '--cache-ttl', 0, 86_400) * 1000,
@@ -67,6 +78,7 @@ export function registerWebhook(program: Command): void {
       certFile: flags.cert,
       keyFile: flags.key,
       cache: resolver.cache,
+      certPollMs: parseCount(flags.certPollMs, '--cert-poll-ms', 100, 600_000),
       deps: {
         policy: () => policy,
         resolve: (image, ctx) => resolver.resolve(image, ctx),
@@ -91,6 +103,8 @@ export function registerWebhook(program: Command): void {
     info('imagegate webhook: shutting down; finishing requests in flight');
     unwatchFile(flags.policy);
     await server.close();
+    // Requests are answered; look-ups still hanging on an unresponsive registry must not keep the pod terminating.
+    process.exit(0);
   });
 }
 

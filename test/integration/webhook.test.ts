@@ -5,6 +5,10 @@
  * sent back through the validating hook, as the API server would.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFile } from 'node:fs/promises';
+import https from 'node:https';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Agent, request } from 'undici';
@@ -19,6 +23,13 @@ const ready = Boolean(findOpenBao() && requireTool('docker-registry') && require
 
 let bao: OpenBaoServer;
 let reg: RegistryServer;
+/** A private registry (TLS + htpasswd) the webhook has no credentials for: only the pod's pull secret opens it. */
+let privateReg: RegistryServer;
+let kubeApi: https.Server;
+const secretReads: string[] = [];
+let blackHole: net.Server;
+const holes: net.Socket[] = [];
+let tls: Awaited<ReturnType<typeof makeTlsFiles>>;
 let work: string;
 let cleanup: (() => Promise<void>) | undefined;
 let webhook: ChildProcess;
@@ -132,6 +143,27 @@ beforeAll(async () => {
   await skopeo(['copy', '--dest-tls-verify=false', `oci:${plain.dir}:v1`, `docker://${reg.host}/prod/plain:1`]);
   await skopeo(['copy', '--dest-tls-verify=false', `oci:${plain.dir}:v1`, `docker://${reg.host}/public/tools:1`]);
 
+  privateReg = (await startRegistry({ tls: true, htpasswd: true }))!;
+  await imagegateOk(['encrypt', `oci:${plain.dir}:v1`, `docker://${privateReg.host}/prod/secret:1`, '-r', 'vault:prod-layers', '--creds', `${privateReg.username}:${privateReg.password}`, '--ca-cert', privateReg.caFile!, '-q'], { env: vaultEnv });
+
+  // A stand-in for the Kubernetes API, serving the namespace's pull secrets (and refusing one, as RBAC would).
+  tls = await makeTlsFiles(requireTool('openssl')!, path.join(work, 'tls'));
+  const tokenFile = path.join(work, 'sa.token');
+  await writeFile(tokenFile, 'webhook-sa-token');
+  const dockerconfig = Buffer.from(JSON.stringify({ auths: { [privateReg.host]: { auth: Buffer.from(`${privateReg.username}:${privateReg.password}`).toString('base64') } } })).toString('base64');
+  kubeApi = https.createServer({ cert: await readFile(tls.serverCertFile), key: await readFile(tls.serverKeyFile) }, (req, res) => {
+    secretReads.push(`${req.headers.authorization} ${req.url}`);
+    if (req.url === '/api/v1/namespaces/shop/secrets/regcred') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerconfig } }));
+    } else {
+      res.writeHead(403, { 'content-type': 'application/json' }).end('{"kind":"Status","reason":"Forbidden"}');
+    }
+  });
+  await new Promise<void>((r) => kubeApi.listen(0, '127.0.0.1', r));
+  // A registry host that accepts connections and never answers: the look-up budget must cut it off.
+  blackHole = net.createServer((socket) => holes.push(socket));
+  await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', r));
+
   const policyFile = path.join(work, 'policy.yaml');
   await writeFile(
     policyFile,
@@ -150,13 +182,17 @@ repositories:
         serviceAccounts: ["shop/web", "batch/*"]
 `,
   );
-  const tls = await makeTlsFiles(requireTool('openssl')!, path.join(work, 'tls'));
   agent = new Agent({ connect: { ca: await readFile(tls.caFile) } });
+  // The webhook reads certificates it can be told to re-read: copies, which the reload test replaces.
+  await copyFile(tls.serverCertFile, path.join(work, 'webhook.crt'));
+  await copyFile(tls.serverKeyFile, path.join(work, 'webhook.key'));
   webhook = spawn(
     process.execPath,
     [
-      CLI, 'webhook', 'serve', '--policy', policyFile, '--cert', tls.serverCertFile, '--key', tls.serverKeyFile, '--listen', '127.0.0.1:0',
-      '--insecure', '--check-image', CHECK_IMAGE, '--check-vault-addr', 'https://vault.example:8200', '--check-vault-role', 'workloads',
+      CLI, 'webhook', 'serve', '--policy', policyFile, '--cert', path.join(work, 'webhook.crt'), '--key', path.join(work, 'webhook.key'), '--listen', '127.0.0.1:0',
+      '--insecure-registry', reg.host, '--ca-cert', privateReg.caFile!, '--check-image', CHECK_IMAGE, '--check-vault-addr', 'https://vault.example:8200', '--check-vault-role', 'workloads',
+      '--kube-api', `https://127.0.0.1:${(kubeApi.address() as AddressInfo).port}`, '--kube-token-file', tokenFile, '--kube-ca-file', tls.caFile,
+      '--budget-ms', '1500', '--cert-poll-ms', '200',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -174,10 +210,15 @@ repositories:
 }, 180_000);
 
 afterAll(async () => {
-  webhook?.kill('SIGTERM');
-  await agent?.close();
+  webhook?.kill('SIGKILL');
+  await agent?.destroy();
   await bao?.stop();
   await reg?.stop();
+  await privateReg?.stop();
+  kubeApi?.closeAllConnections();
+  await new Promise((r) => (kubeApi ? kubeApi.close(r) : r(undefined)));
+  for (const socket of holes) socket.destroy();
+  await new Promise((r) => (blackHole ? blackHole.close(r) : r(undefined)));
   await cleanup?.();
 });
 
@@ -317,6 +358,52 @@ describe.skipIf(!ready)('imagegate webhook serve', () => {
     const line = logs.split('\n').find((l) => l.includes('"result":"denied"'));
     expect(line).toBeDefined();
     expect(JSON.parse(line!)).toMatchObject({ msg: 'admission', uid: expect.stringMatching(/^uid-/), hook: expect.any(String) });
+  });
+});
+
+describe.skipIf(!ready)('imagegate webhook serve: credentials, budget, certificates, shutdown', () => {
+  it("reads the pod's imagePullSecrets for a private registry, and fails closed without them", async () => {
+    const image = `${privateReg.host}/prod/secret:1`;
+    const withSecret = await review('mutate', podReview({ serviceAccountName: 'web', imagePullSecrets: [{ name: 'forbidden' }, { name: 'regcred' }], containers: [{ name: 'c', image }] }));
+    expect(withSecret.allowed, withSecret.status?.message).toBe(true);
+    expect(patchOf(withSecret)[0]).toMatchObject({ op: 'replace', path: '/spec/containers/0/image', value: expect.stringMatching(/@sha256:/) });
+    expect(secretReads).toContain('Bearer webhook-sa-token /api/v1/namespaces/shop/secrets/regcred');
+    const without = await review('validate', podReview({ serviceAccountName: 'web', containers: [{ name: 'c', image }] }));
+    expect(without.allowed).toBe(false);
+    expect(without.status!.message).toMatch(/failurePolicy: closed.*UNAUTHORIZED|failurePolicy: closed.*credentials/);
+  });
+
+  it('answers within its look-up budget when a registry hangs', async () => {
+    const started = Date.now();
+    const res = await review('validate', podReview({ serviceAccountName: 'web', containers: [{ name: 'c', image: `127.0.0.1:${(blackHole.address() as AddressInfo).port}/prod/x:1` }] }));
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(res.allowed).toBe(false);
+    expect(res.status!.message).toMatch(/1500 ms budget/);
+  });
+
+  it('picks up a rotated certificate without a restart', async () => {
+    const next = await makeTlsFiles(requireTool('openssl')!, path.join(work, 'tls-next'));
+    await copyFile(next.serverKeyFile, path.join(work, 'webhook.key'));
+    await copyFile(next.serverCertFile, path.join(work, 'webhook.crt'));
+    const nextAgent = new Agent({ connect: { ca: await readFile(next.caFile) } });
+    try {
+      let served = false;
+      for (let i = 0; i < 50 && !served; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        served = await request(`${url}/healthz`, { dispatcher: nextAgent }).then((r) => r.body.dump().then(() => r.statusCode === 200), () => false);
+      }
+      expect(served, 'the new certificate is served').toBe(true);
+      expect(logs).toMatch(/reloaded TLS certificate/);
+    } finally {
+      await nextAgent.close();
+    }
+  });
+
+  it('shuts down gracefully on SIGTERM', async () => {
+    const exited = new Promise<number | null>((r) => webhook.on('exit', r));
+    webhook.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(logs).toMatch(/shutting down; finishing requests in flight/);
   });
 });
 

@@ -83,6 +83,20 @@ export function parseCredentialsFlag(text: string): RegistryCredentials {
   return { username, password, source: '--creds' };
 }
 
+/**
+ * Credentials for `host`/`repository` from an `auths` object as it appears in a docker config.json (and in a
+ * Kubernetes `kubernetes.io/dockerconfigjson` pull secret); no helpers are run. `source` names it in messages.
+ */
+export function credentialsFromAuths(auths: unknown, host: string, repository: string, source: string): RegistryCredentials | undefined {
+  if (!isObject(auths)) return undefined;
+  const target: Target = { host, hostKey: canonicalHost(host), repository: repository.replace(/^\/+|\/+$/g, '') };
+  for (const key of matchingAuthKeys(auths, target)) {
+    const found = decodeEntry(auths[key], key, source);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
 interface Target {
   /** As the caller gave it: what we name in messages and ask helpers for. */
   host: string;

@@ -12,8 +12,8 @@ export interface RegistryOptions {
   authFile?: string;
   /** PEM CA certificates trusted for registry TLS, in addition to the system's. */
   ca?: string;
-  /** Allow plain HTTP, to loopback registries only. */
-  insecure?: boolean;
+  /** Allow plain HTTP, to loopback registries only: to every one (true), or to these hosts (`host:port`). */
+  insecure?: boolean | string[];
   /** Upload rewritten blobs in chunks of this many bytes instead of one streamed request. */
   chunkSize?: number;
   retry?: RetryPolicy;
@@ -35,7 +35,8 @@ export function isLoopbackHost(host: string): boolean {
 
 /** Opens HTTP to the registry that `ref` names, with the credentials that apply to it. */
 export async function connectRegistry(ref: ImageReference, options: RegistryOptions): Promise<RegistryHttp> {
-  if (options.insecure === true && !isLoopbackHost(ref.domain)) {
+  const plainHttp = options.insecure === true || (Array.isArray(options.insecure) && options.insecure.includes(ref.domain));
+  if (plainHttp && !isLoopbackHost(ref.domain)) {
     throw new ImagegateError(
       'USAGE',
       `--insecure allows plain HTTP only to registries on this machine (localhost, 127.0.0.0/8, ::1), not ${ref.domain}; give the registry a certificate and pass --ca-cert`,
@@ -44,7 +45,7 @@ export async function connectRegistry(ref: ImageReference, options: RegistryOpti
   const credentials = options.credentials ?? (await findCredentials(ref.domain, ref.path, options.authFile !== undefined ? { authFile: options.authFile } : {}));
   return new RegistryHttp({
     host: ref.domain === DEFAULT_DOMAIN ? DOCKER_HUB_API_HOST : ref.domain,
-    plainHttp: options.insecure === true,
+    plainHttp,
     ...(options.ca !== undefined ? { ca: options.ca } : {}),
     ...(credentials !== undefined ? { credentials } : {}),
     ...(options.retry !== undefined ? { retry: options.retry } : {}),
