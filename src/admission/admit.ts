@@ -24,8 +24,8 @@ export interface AdmissionDeps {
 
 export interface AdmissionOutcome {
   response: AdmissionResponse;
-  /** For metrics and logs: allowed, denied, warned, skipped, error. */
-  result: 'allowed' | 'denied' | 'warned' | 'skipped' | 'error';
+  /** For metrics and logs: allowed, denied, warned (warn mode), audited (audit mode: logged only), skipped, error. */
+  result: 'allowed' | 'denied' | 'warned' | 'audited' | 'skipped' | 'error';
   /** The rules behind a denial or warning. */
   rules: string[];
 }
@@ -61,7 +61,9 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   if (decision.skipped !== undefined) return skipped(decision.skipped);
   const rules = [...new Set(decision.violations.map((v) => v.rule))];
   if (!decision.allowed) return { response: deny(req.uid, denialMessage(decision)), result: 'denied', rules };
-  const warnings = decision.violations.map((v) => `${v.message} (${v.rule}; ${v.remedy})`);
+  // warn mode tells the user (kubectl prints warnings); audit mode only records, in logs and metrics.
+  const warnings = decision.mode === 'warn' ? decision.violations.map((v) => `${v.message} (${v.rule}; ${v.remedy})`) : [];
+  const passed: AdmissionOutcome['result'] = decision.violations.length === 0 ? 'allowed' : decision.mode === 'audit' ? 'audited' : 'warned';
   const protectedImages = facts.filter((f) => decision.protectedBy[f.name] !== undefined && f.platforms.some((p) => p.encryptedLayers > 0));
   const needsCheck = isPod && policy.runtimeModel === 'node' && deps.check !== undefined && protectedImages.length > 0;
 
@@ -73,7 +75,7 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
         return { response: deny(req.uid, `imagegate: ${broken}; pods running protected images must keep it as the webhook injected it (node runtime model)`), result: 'denied', rules: ['check-container'] };
       }
     }
-    return { response: allow(req.uid, warnings.length > 0 ? { warnings } : {}), result: warnings.length > 0 ? 'warned' : 'allowed', rules };
+    return { response: allow(req.uid, warnings.length > 0 ? { warnings } : {}), result: passed, rules };
   }
 
   // Workloads get early feedback only; their pods are mutated when they are created.
@@ -83,7 +85,7 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     extra.patchType = 'JSONPatch';
     extra.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
   }
-  return { response: allow(req.uid, extra), result: warnings.length > 0 ? 'warned' : 'allowed', rules };
+  return { response: allow(req.uid, extra), result: passed, rules };
 }
 
 /** Resolves every image once, however many containers use it. */

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { admit } from '../../../src/admission/admit.js';
+import type { ResolvedImage } from '../../../src/admission/image-facts.js';
+import type { AdmissionRequest } from '../../../src/admission/review.js';
+import { ImagegateError } from '../../../src/errors.js';
+import type { AdmissionPolicy } from '../../../src/policy/types.js';
+
+const digest = `sha256:${'d'.repeat(64)}`;
+const plainImage: ResolvedImage = { repository: 'reg.example/prod/app', digest, platforms: [{ layers: 2, encryptedLayers: 0, schemes: [], vaultKeys: [] }] };
+
+function policy(extra: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
+  return {
+    apiVersion: 'imagegate.dev/v1alpha1',
+    kind: 'AdmissionPolicy',
+    mode: 'enforce',
+    runtimeModel: 'node',
+    failurePolicy: 'closed',
+    namespaces: { include: ['*'], exempt: [] },
+    repositories: [{ match: 'reg.example/prod/**', requireEncrypted: true, keys: [] }],
+    ...extra,
+  };
+}
+
+const request: AdmissionRequest = {
+  uid: 'u1',
+  kind: { group: '', version: 'v1', kind: 'Pod' },
+  namespace: 'shop',
+  operation: 'CREATE',
+  object: { spec: { containers: [{ name: 'web', image: 'reg.example/prod/app:1' }, { name: 'side', image: 'reg.example/prod/app:1' }] } },
+  dryRun: false,
+};
+
+describe('admit', () => {
+  it('enforce denies; warn allows and tells the user; audit allows and only records', async () => {
+    let lookups = 0;
+    const resolve = async (): Promise<ResolvedImage> => {
+      lookups++;
+      return plainImage;
+    };
+    const enforce = await admit(request, { policy: () => policy(), resolve, budgetMs: 1000 }, true);
+    expect(enforce.result).toBe('denied');
+    expect(enforce.response.status?.message).toMatch(/encryption-required/);
+    expect(lookups, 'one image used by two containers is resolved once').toBe(1);
+
+    const warn = await admit(request, { policy: () => policy({ mode: 'warn' }), resolve, budgetMs: 1000 }, true);
+    expect(warn).toMatchObject({ result: 'warned', response: { allowed: true } });
+    expect(warn.response.warnings?.[0]).toMatch(/encryption-required/);
+
+    const audit = await admit(request, { policy: () => policy({ mode: 'audit' }), resolve, budgetMs: 1000 }, true);
+    expect(audit).toMatchObject({ result: 'audited', rules: ['encryption-required'], response: { allowed: true } });
+    expect(audit.response.warnings).toBeUndefined();
+  });
+
+  it('fails closed by default and open when the policy says so, when a registry cannot answer', async () => {
+    const resolve = async (): Promise<ResolvedImage> => {
+      throw new ImagegateError('REGISTRY', 'cannot reach registry reg.example');
+    };
+    const closed = await admit(request, { policy: () => policy(), resolve, budgetMs: 1000 }, false);
+    expect(closed.response).toMatchObject({ allowed: false, status: { code: 500 } });
+    const open = await admit(request, { policy: () => policy({ failurePolicy: 'open' }), resolve, budgetMs: 1000 }, false);
+    expect(open.response.allowed).toBe(true);
+    expect(open.response.warnings?.[0]).toMatch(/failurePolicy: open.*cannot reach registry/);
+  });
+
+  it('DELETE and objects without a pod template are let through unchecked', async () => {
+    const resolve = async (): Promise<ResolvedImage> => plainImage;
+    expect((await admit({ ...request, operation: 'DELETE' }, { policy: () => policy(), resolve, budgetMs: 1000 }, true)).result).toBe('skipped');
+    expect((await admit({ ...request, kind: { group: '', version: 'v1', kind: 'ConfigMap' } }, { policy: () => policy(), resolve, budgetMs: 1000 }, true)).result).toBe('skipped');
+  });
+});
