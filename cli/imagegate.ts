@@ -9,6 +9,7 @@ import { registerKeyprovider } from './commands/keyprovider.js';
 import { registerRewrap } from './commands/rewrap.js';
 import { registerAudit } from './commands/audit.js';
 import { registerWebhook } from './commands/webhook.js';
+import { registerInit } from './commands/init.js';
 import { reportFailure } from './run.js';
 
 export function buildProgram(): Command {
@@ -41,6 +42,7 @@ Quick start:
   registerRewrap(program);
   registerAudit(program);
   registerWebhook(program);
+  registerInit(program);
   registerDemo(program);
   for (const c of program.commands) c.exitOverride();
   return program;

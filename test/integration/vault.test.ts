@@ -5,7 +5,7 @@
  * policy, the cross-repository binding, rotation + rewrap + min_decryption_version, audit, a sealed and an
  * unreachable Vault, and the batching promise: one Transit round trip per image.
  */
-import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createSign, generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +22,7 @@ import { imagegate, imagegateOk, layerContentDigests } from '../support/imagegat
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { requireTool, runOk, skopeo, tempDir, testTempDir } from '../support/tools.js';
+import { CLUSTER_ISSUER, clusterIssuer, serviceAccountToken as mintToken, type ClusterIssuer } from '../support/service-accounts.js';
 
 const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo') && requireTool('openssl'));
 const KEY = 'layers';
@@ -31,27 +32,13 @@ let reg: RegistryServer;
 let work: string;
 let cleanup: (() => Promise<void>) | undefined;
 let src: BuiltLayout;
-let saKey: { privateKey: KeyObject; publicPem: string };
+let saKey: ClusterIssuer;
 let tokenReview: http.Server;
 const reviewed: string[] = [];
 const env = { ci: {} as Record<string, string>, workload: {} as Record<string, string>, k8s: {} as Record<string, string>, root: {} as Record<string, string> };
 
-/** A projected service-account token as the kubelet would mount it, signed by the "cluster". */
 function serviceAccountToken(namespace: string, name: string, audience = 'vault'): string {
-  const now = Math.floor(Date.now() / 1000);
-  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const header = b64({ alg: 'RS256', typ: 'JWT', kid: 'test' });
-  const payload = b64({
-    iss: 'https://kubernetes.default.svc.cluster.local',
-    sub: `system:serviceaccount:${namespace}:${name}`,
-    aud: [audience],
-    iat: now,
-    nbf: now,
-    exp: now + 600,
-    'kubernetes.io': { namespace, serviceaccount: { name, uid: `uid-${name}` }, pod: { name: `${name}-pod`, uid: 'pod-uid' } },
-  });
-  const signature = createSign('RSA-SHA256').update(`${header}.${payload}`).sign(saKey.privateKey).toString('base64url');
-  return `${header}.${payload}.${signature}`;
+  return mintToken(saKey, namespace, name, audience);
 }
 
 function diffIds(layout: BuiltLayout): string[] {
@@ -82,9 +69,8 @@ beforeAll(async () => {
   env.ci = { VAULT_ADDR: bao.address, IMAGEGATE_VAULT_AUTH: 'approle', VAULT_ROLE_ID: roleId, VAULT_SECRET_ID: secretId };
 
   // Workloads: JWT auth with the cluster's service-account issuer key.
-  const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  saKey = { privateKey: pair.privateKey, publicPem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
-  await bao.api('POST', 'auth/jwt/config', { jwt_validation_pubkeys: [saKey.publicPem], bound_issuer: 'https://kubernetes.default.svc.cluster.local' });
+  saKey = clusterIssuer();
+  await bao.api('POST', 'auth/jwt/config', { jwt_validation_pubkeys: [saKey.publicPem], bound_issuer: CLUSTER_ISSUER });
   await bao.api('POST', 'auth/jwt/role/web', {
     role_type: 'jwt',
     user_claim: 'sub',

@@ -1,0 +1,60 @@
+import { ImagegateError } from '../errors.js';
+import { VAULT_ANNOTATION, vaultKeysOf } from '../crypto/wrappers/vault.js';
+import { formatPlatform, platformMatches, type Platform } from '../image/descriptor.js';
+import type { ImageSource } from '../image/image.js';
+import { isEncryptedMediaType } from '../image/media-types.js';
+import { loadImageTree, manifestsOf } from '../image/tree.js';
+import { unwrapLayerKey, type VaultUnwrapping } from './decrypt.js';
+
+export interface KeyAccess {
+  image: string;
+  /** The platform checked, or undefined for a single-platform image. */
+  platform?: string;
+  layers: number;
+  encryptedLayers: number;
+  /** `transit/keys/NAME vN`, for each key that unwrapped. */
+  keys: string[];
+}
+
+/** The platform this process runs on, in OCI terms, which is the pod's. */
+export function hostPlatform(): Platform {
+  const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+  return { os: process.platform === 'win32' ? 'windows' : process.platform, architecture: arch[process.arch] ?? process.arch };
+}
+
+/**
+ * Proves that this process's Vault identity can unwrap the key of every encrypted layer of `platform`'s image
+ * (all of them, not just the first, and not other platforms'), without reading any layer bytes. All layers go to
+ * Vault in one batch. Unwrapped keys are wiped at once; nothing is kept. Throws, naming the layer, key and Vault's
+ * answer, when one does not unwrap or is wrapped only by a scheme that cannot be proven here.
+ */
+export async function checkKeyAccess(source: ImageSource, platform: Platform, vault: VaultUnwrapping): Promise<KeyAccess> {
+  const root = await loadImageTree(source, await source.rootDescriptor(), source.description);
+  const manifests = manifestsOf(root);
+  const chosen = root.kind === 'index' ? manifests.filter((m) => platformMatches(platform, m.platform)) : manifests;
+  if (chosen.length === 0) {
+    const available = manifests.map((m) => formatPlatform(m.platform)).join(', ');
+    throw new ImagegateError('NOT_FOUND', `${source.description} has no image for ${formatPlatform(platform)} (it has ${available}); this pod cannot run here`);
+  }
+  const { node, platform: found } = chosen[0]!;
+  const layers = node.manifest.layers;
+  const encrypted = layers.map((l, index) => ({ l, index })).filter(({ l }) => isEncryptedMediaType(l.mediaType));
+  await Promise.all(
+    encrypted.map(async ({ l, index }) => {
+      const label = `${source.description}${found !== undefined ? ` ${formatPlatform(found)}` : ''} layer ${index} (${l.digest})`;
+      if (l.annotations?.[VAULT_ANNOTATION] === undefined) {
+        throw new ImagegateError('NO_MATCHING_KEY', `${label} has no Vault-wrapped key, so access cannot be proven with this pod's identity; encrypt it with -r vault:KEY`);
+      }
+      const opts = await unwrapLayerKey(label, l.annotations, [], vault);
+      opts.fill(0);
+    }),
+  );
+  const keys = [...new Set(encrypted.flatMap(({ l }) => vaultKeysOf(l.annotations?.[VAULT_ANNOTATION]).map((k) => `${k.key} v${k.version}`)))].sort();
+  return {
+    image: source.description,
+    ...(found !== undefined ? { platform: formatPlatform(found) } : {}),
+    layers: layers.length,
+    encryptedLayers: encrypted.length,
+    keys,
+  };
+}
