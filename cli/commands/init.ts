@@ -3,12 +3,19 @@ import { ImagegateError } from '../../src/errors.js';
 import { parsePlatform } from '../../src/image/descriptor.js';
 import { checkKeyAccess, hostPlatform } from '../../src/ops/check-access.js';
 import { repositoryOf, withSource } from '../../src/transport/transports.js';
-import { info } from '../run.js';
+import { collect, info } from '../run.js';
+import { loadKeys } from '../recipients.js';
+import { unpackImage } from '../../src/ops/unpack-image.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 import { vaultLayerKeysFromEnv } from '../vault.js';
 
 interface InitFlags extends TransferFlags {
   check?: boolean;
+  unpack?: string;
+  paths?: string;
+  key: string[];
+  vault?: boolean;
+  all?: boolean;
   platform?: string;
 }
 
@@ -23,11 +30,30 @@ export function registerInit(program: Command): void {
     )
     .argument('<image...>', 'docker://HOST/REPO@DIGEST (the webhook passes the pinned images)')
     .option('--check', 'check key access only (node model)')
+    .option('--unpack <dir>', 'pod model: decrypt, verify and unpack the encrypted layers into DIR')
+    .option('--paths <list>', 'with --unpack: comma-separated image paths the layers may write (e.g. app,etc/app)')
+    .option('--all', 'with --unpack: unpack every layer, not only the encrypted ones')
+    .option('-k, --key <file>', 'with --unpack: private key for jwe-wrapped layers; repeatable', collect, [])
+    .option('--vault', 'with --unpack: unwrap Vault-wrapped layer keys (default when VAULT_ADDR is set)')
     .option('-p, --platform <os/arch[/variant]>', "the pod's platform (default: this machine's)");
   addTransferOptions(command, false).action(async (images: string[], flags: InitFlags) => {
-    if (flags.check !== true) throw new ImagegateError('UNSUPPORTED', 'imagegate init decrypts in the pod (pod model) in a later release; use --check (node model)');
     const platform = flags.platform !== undefined ? parsePlatform(flags.platform) : hostPlatform();
     const transfer = await transferSettings({ ...flags, quiet: true }, 'init');
+    if (flags.unpack !== undefined) {
+      if (images.length !== 1) throw new ImagegateError('USAGE', '--unpack takes exactly one image');
+      const image = images[0]!;
+      const keys = await loadKeys(flags.key);
+      const useVault = flags.vault === true || (flags.key.length === 0 && (process.env.VAULT_ADDR ?? process.env.BAO_ADDR) !== undefined);
+      const vault = useVault ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(image) } : undefined;
+      const allowedPaths = (flags.paths ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+      if (allowedPaths.length === 0) throw new ImagegateError('USAGE', '--unpack needs --paths: the image paths the layers may write (the webhook passes the declared ones)');
+      const started = performance.now();
+      const r = await withSource(image, (source) => unpackImage(source, { platform, into: flags.unpack!, allowedPaths, encryptedOnly: flags.all !== true, keys, ...(vault !== undefined ? { vault } : {}) }), transfer.source);
+      const seconds = (performance.now() - started) / 1000;
+      info(`imagegate init: ${image}${r.platform !== undefined ? ` ${r.platform}` : ''}: ${r.layers} layer(s) verified and unpacked into ${flags.unpack}: ${r.entries} entries, ${r.bytes} bytes in ${seconds.toFixed(2)} s`);
+      return;
+    }
+    if (flags.check !== true) throw new ImagegateError('USAGE', 'imagegate init needs --check (node model) or --unpack DIR (pod model)');
     const keys = await vaultLayerKeysFromEnv();
     // Every image at once: their Transit calls share one batch per key.
     const results = await Promise.all(

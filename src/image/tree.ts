@@ -1,5 +1,5 @@
 import { ImagegateError } from '../errors.js';
-import type { Descriptor } from './descriptor.js';
+import { formatPlatform, platformMatches, type Descriptor, type Platform } from './descriptor.js';
 import type { BlobReader, ImageNode } from './image.js';
 import { documentKind, parseIndex, parseManifest } from './manifest.js';
 import { isIndexMediaType, isManifestMediaType } from './media-types.js';
@@ -39,4 +39,15 @@ export function manifestsOf(node: ImageNode): Array<{ node: Extract<ImageNode, {
   };
   walk(node, node.descriptor.platform);
   return out;
+}
+
+/** The image of `platform` in a tree: the index entry that matches it, or the single image a manifest is. */
+export function selectPlatformManifest(root: ImageNode, platform: Platform, where: string): { node: Extract<ImageNode, { kind: 'manifest' }>; platform: Descriptor['platform'] } {
+  const manifests = manifestsOf(root);
+  const chosen = root.kind === 'index' ? manifests.filter((m) => platformMatches(platform, m.platform)) : manifests;
+  if (chosen.length === 0) {
+    const available = manifests.map((m) => formatPlatform(m.platform)).join(', ');
+    throw new ImagegateError('NOT_FOUND', `${where} has no image for ${formatPlatform(platform)} (it has ${available}); this pod cannot run here`);
+  }
+  return chosen[0]!;
 }

@@ -1,9 +1,9 @@
 import { ImagegateError } from '../errors.js';
 import { VAULT_ANNOTATION, vaultKeysOf } from '../crypto/wrappers/vault.js';
-import { formatPlatform, platformMatches, type Platform } from '../image/descriptor.js';
+import { formatPlatform, type Platform } from '../image/descriptor.js';
 import type { ImageSource } from '../image/image.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
-import { loadImageTree, manifestsOf } from '../image/tree.js';
+import { loadImageTree, selectPlatformManifest } from '../image/tree.js';
 import { unwrapLayerKey, type VaultUnwrapping } from './decrypt.js';
 
 export interface KeyAccess {
@@ -30,13 +30,7 @@ export function hostPlatform(): Platform {
  */
 export async function checkKeyAccess(source: ImageSource, platform: Platform, vault: VaultUnwrapping): Promise<KeyAccess> {
   const root = await loadImageTree(source, await source.rootDescriptor(), source.description);
-  const manifests = manifestsOf(root);
-  const chosen = root.kind === 'index' ? manifests.filter((m) => platformMatches(platform, m.platform)) : manifests;
-  if (chosen.length === 0) {
-    const available = manifests.map((m) => formatPlatform(m.platform)).join(', ');
-    throw new ImagegateError('NOT_FOUND', `${source.description} has no image for ${formatPlatform(platform)} (it has ${available}); this pod cannot run here`);
-  }
-  const { node, platform: found } = chosen[0]!;
+  const { node, platform: found } = selectPlatformManifest(root, platform, source.description);
   const layers = node.manifest.layers;
   const encrypted = layers.map((l, index) => ({ l, index })).filter(({ l }) => isEncryptedMediaType(l.mediaType));
   await Promise.all(
