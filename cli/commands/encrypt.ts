@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parsePlatform } from '../../src/image/descriptor.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
+import { podModelSettings } from '../../src/ops/pod-model.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
 import { loadRecipients } from '../recipients.js';
@@ -10,6 +11,8 @@ import { addTransferOptions, transferSettings, type TransferFlags } from '../tra
 interface EncryptFlags extends TransferFlags {
   recipient: string[];
   bind?: string;
+  plainBase?: string;
+  paths?: string;
   layer: string[];
   platform: string[];
 }
@@ -31,6 +34,8 @@ export function registerEncrypt(program: Command): void {
       [],
     )
     .option('--bind <host/repo>', 'repository Vault-wrapped keys are bound to (default: the docker:// destination)')
+    .option('--plain-base <image>', 'pod model: keep the layers of this registry image (the base the image was built FROM) plain, and encrypt the rest')
+    .option('--paths <list>', "pod model: comma-separated image paths the encrypted layers write (refused if they write elsewhere or delete base files)")
     .option('-l, --layer <index>', 'encrypt only this layer: 0 = bottom, -1 = top; repeatable (default: all layers)', collect, [])
     .option('-p, --platform <os/arch[/variant]>', 'encrypt only this platform of a multi-platform image; repeatable (others are kept as they are)', collect, [])
     .option('-q, --quiet', 'print only the digest of the result');
@@ -52,8 +57,13 @@ Examples:
       const transfer = await transferSettings(flags, 'encrypt');
       const result = await withSource(
         src,
-        async (source) =>
-          encryptImage(source, await openDestination(dst, transfer.destination), {
+        async (source) => {
+          const pod =
+            flags.plainBase !== undefined
+              ? await withSource(flags.plainBase, (base) => podModelSettings(source, base, repositoryOf(flags.plainBase!), (flags.paths ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')), transfer.source)
+              : undefined;
+          return encryptImage(source, await openDestination(dst, transfer.destination), {
+            ...(pod !== undefined ? { pod } : {}),
             recipients,
             layers,
             platforms,
@@ -61,7 +71,8 @@ Examples:
             signal: interruptSignal(),
             onSkip: flags.quiet ? undefined : (label, reason) => info(`skipped ${label}: ${reason}`),
             ...transfer.copy,
-          }),
+          });
+        },
         transfer.source,
       ).finally(() => transfer.progress?.finish());
       if (!flags.quiet) info(`encrypted ${result.rewrittenLayers} layer(s); wrote ${dst}`);

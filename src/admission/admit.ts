@@ -2,7 +2,7 @@ import { ImagegateError } from '../errors.js';
 import type { JsonObject } from '../image/validate.js';
 import { evaluate } from '../policy/evaluate.js';
 import type { AdmissionPolicy, ContainerFacts, Decision } from '../policy/types.js';
-import { CHECK_CONTAINER_NAME, checkContainer, checkIsIntact, tokenVolume, type CheckContainerSettings } from './check-container.js';
+import { CHECK_CONTAINER_NAME, IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, tokenVolume, unpackContainer, type CheckContainerSettings } from './check-container.js';
 import type { ResolvedImage } from './image-facts.js';
 import { allow, deny, type AdmissionRequest, type AdmissionResponse } from './review.js';
 import { podTemplateOf, type PodTemplate } from './workload.js';
@@ -41,14 +41,15 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   const found = podTemplateOf(req.kind.kind, req.object);
   if (found === undefined) return skipped('no pod template');
   // The check container the webhook injected runs imagegate's own image; it is not the workload's to judge.
-  const template = { ...found, containers: found.containers.filter((c) => !(c.name === CHECK_CONTAINER_NAME && c.image === deps.check?.image)) };
+  const template = { ...found, containers: found.containers.filter((c) => !(c.name.startsWith(IMAGEGATE_CONTAINER_PREFIX) && c.image === deps.check?.image)) };
   if (template.containers.length === 0) return skipped('no containers');
   const policy = deps.policy();
   const isPod = req.kind.kind === 'Pod';
 
   let facts: ContainerFacts[];
+  let resolved: Map<string, ResolvedImage>;
   try {
-    facts = await withBudget(resolveAll(template, req.namespace, deps), deps.budgetMs);
+    ({ facts, resolved } = await withBudget(resolveAll(template, req.namespace, deps), deps.budgetMs));
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     if (policy.failurePolicy === 'open') {
@@ -78,8 +79,22 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     return { response: allow(req.uid, warnings.length > 0 ? { warnings } : {}), result: passed, rules };
   }
 
+  // Pod model: protected, encrypted images run as their plaintext base, with the rest unpacked by imagegate init.
+  const podModel = isPod && policy.runtimeModel === 'pod' && deps.check !== undefined ? protectedImages : [];
+  for (const f of podModel) {
+    if (f.list !== 'containers' || resolved.get(f.image)?.pod === undefined) {
+      const why = f.list !== 'containers' ? `${f.list} cannot run encrypted images in the pod model` : 'it was not encrypted for the pod model';
+      return {
+        response: deny(req.uid, `imagegate: container ${f.name} (${f.image}): ${why}; encrypt it with --plain-base BASE --paths …, or use the node model`),
+        result: 'denied',
+        rules: ['pod-model'],
+      };
+    }
+  }
   // Workloads get early feedback only; their pods are mutated when they are created.
-  const patch = isPod ? podPatch(template, facts, needsCheck ? deps.check : undefined, protectedImages) : [];
+  const swapped = new Set(podModel.map((f) => f.name));
+  const patch = isPod ? podPatch(template, facts, needsCheck ? deps.check : undefined, protectedImages).filter((op) => !swapped.has(containerOf(template, op.path))) : [];
+  if (podModel.length > 0) patch.push(...podModelPatch(template, podModel, resolved, deps.check!));
   const extra: Partial<AdmissionResponse> = warnings.length > 0 ? { warnings } : {};
   if (patch.length > 0) {
     extra.patchType = 'JSONPatch';
@@ -89,7 +104,7 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
 }
 
 /** Resolves every image once, however many containers use it. */
-async function resolveAll(template: PodTemplate, namespace: string, deps: AdmissionDeps): Promise<ContainerFacts[]> {
+async function resolveAll(template: PodTemplate, namespace: string, deps: AdmissionDeps): Promise<{ facts: ContainerFacts[]; resolved: Map<string, ResolvedImage> }> {
   const ctx = { namespace, pullSecrets: template.imagePullSecrets };
   const byImage = new Map<string, Promise<ResolvedImage>>();
   for (const c of template.containers) {
@@ -110,10 +125,11 @@ async function resolveAll(template: PodTemplate, namespace: string, deps: Admiss
     const why = r.reason instanceof Error ? r.reason.message : String(r.reason);
     throw new ImagegateError(isImagegateErrorCode(r.reason) ?? 'REGISTRY', `image ${image} (container ${users}): ${why}`);
   });
-  return template.containers.map((c) => {
+  const facts = template.containers.map((c) => {
     const r = resolved.get(c.image)!;
     return { list: c.list, name: c.name, image: c.image, repository: r.repository, digest: r.digest, platforms: r.platforms };
   });
+  return { facts, resolved };
 }
 
 function isImagegateErrorCode(e: unknown): ImagegateError['code'] | undefined {
@@ -165,4 +181,65 @@ export function pinnedName(image: string, digest: string): string {
   if (image.endsWith(`@${digest}`)) return image;
   const name = image.includes('@') ? image.slice(0, image.indexOf('@')) : image.replace(/:[^:/]+$/, '');
   return `${name}@${digest}`;
+}
+
+/**
+ * Pod model for each protected container: the image becomes the plaintext base (by digest); an emptyDir per
+ * declared path is mounted where the encrypted layers write, filled by an `imagegate init --unpack` container; the
+ * image config's entrypoint, command, environment, working directory and user are copied where the pod does not
+ * set them, since the base's own would apply otherwise.
+ */
+function podModelPatch(template: PodTemplate, containers: ContainerFacts[], resolved: Map<string, ResolvedImage>, check: CheckContainerSettings): PatchOp[] {
+  const ops: PatchOp[] = [];
+  const base = template.specPath;
+  const hasVolumes = Array.isArray(template.spec.volumes);
+  const hasInit = Array.isArray(template.spec.initContainers);
+  const volumes: JsonObject[] = [];
+  const inits: JsonObject[] = [];
+  for (const f of containers) {
+    const c = template.containers.find((x) => x.list === 'containers' && x.name === f.name)!;
+    const spec = (template.spec.containers as JsonObject[])[c.index]!;
+    const pod = resolved.get(f.image)!.pod!;
+    const at = `${base}/containers/${c.index}`;
+    const names = pod.paths.map((_, i) => `imagegate-${c.index}-${i}`);
+    ops.push({ op: 'replace', path: `${at}/image`, value: pod.base });
+    const mounts = pod.paths.map((p, i) => ({ name: names[i]!, mountPath: `/${p}` }));
+    if (Array.isArray(spec.volumeMounts)) for (const m of mounts) ops.push({ op: 'add', path: `${at}/volumeMounts/-`, value: m });
+    else ops.push({ op: 'add', path: `${at}/volumeMounts`, value: mounts });
+    const cfg = pod.config;
+    if (spec.command === undefined) {
+      if (cfg.entrypoint !== undefined && cfg.entrypoint.length > 0) {
+        ops.push({ op: 'add', path: `${at}/command`, value: cfg.entrypoint });
+        if (spec.args === undefined && cfg.cmd !== undefined) ops.push({ op: 'add', path: `${at}/args`, value: cfg.cmd });
+      } else if (spec.args === undefined && cfg.cmd !== undefined) {
+        ops.push({ op: 'add', path: `${at}/command`, value: cfg.cmd });
+      }
+    }
+    if (cfg.env !== undefined) {
+      const set = new Set((Array.isArray(spec.env) ? (spec.env as JsonObject[]) : []).map((e) => e.name));
+      const extra = cfg.env.map((e) => ({ name: e.slice(0, e.indexOf('=')), value: e.slice(e.indexOf('=') + 1) })).filter((e) => e.name !== '' && !set.has(e.name));
+      if (Array.isArray(spec.env)) for (const e of extra) ops.push({ op: 'add', path: `${at}/env/-`, value: e });
+      else if (extra.length > 0) ops.push({ op: 'add', path: `${at}/env`, value: extra });
+    }
+    if (spec.workingDir === undefined && cfg.workingDir !== undefined) ops.push({ op: 'add', path: `${at}/workingDir`, value: cfg.workingDir });
+    const uid = cfg.user !== undefined && /^\d+$/.test(cfg.user.split(':')[0]!) ? Number(cfg.user.split(':')[0]) : undefined;
+    const sc = spec.securityContext as JsonObject | undefined;
+    if (uid !== undefined && sc?.runAsUser === undefined) {
+      ops.push(sc === undefined ? { op: 'add', path: `${at}/securityContext`, value: { runAsUser: uid } } : { op: 'add', path: `${at}/securityContext/runAsUser`, value: uid });
+    }
+    volumes.push(...names.map((name) => ({ name, emptyDir: {} })));
+    inits.push(unpackContainer(check, f.name, `${f.repository}@${f.digest}`, pod.paths, names));
+  }
+  volumes.push(tokenVolume(check));
+  if (hasVolumes) for (const v of volumes) ops.push({ op: 'add', path: `${base}/volumes/-`, value: v });
+  else ops.push({ op: 'add', path: `${base}/volumes`, value: volumes });
+  if (hasInit) inits.forEach((c, i) => ops.push({ op: 'add', path: `${base}/initContainers/${i}`, value: c }));
+  else ops.push({ op: 'add', path: `${base}/initContainers`, value: inits });
+  return ops;
+}
+
+/** The name of the (regular) container a patch path touches, or '' for any other path. */
+function containerOf(template: PodTemplate, path: string): string {
+  const m = new RegExp(`^${template.specPath}/containers/(\\d+)/`).exec(path);
+  return m !== null ? (template.containers.find((c) => c.list === 'containers' && c.index === Number(m[1]))?.name ?? '') : '';
 }

@@ -14,27 +14,56 @@ export interface CheckContainerSettings {
   audience: string;
 }
 
+/** Containers the webhook injects are named with this prefix and run imagegate's own image. */
+export const IMAGEGATE_CONTAINER_PREFIX = 'imagegate-';
 export const CHECK_CONTAINER_NAME = 'imagegate-check';
 export const TOKEN_VOLUME_NAME = 'imagegate-token';
 const TOKEN_DIR = '/var/run/secrets/imagegate';
 
-/** The init container, for the pod's images pinned by digest; the validating hook compares against exactly this. */
-export function checkContainer(settings: CheckContainerSettings, images: string[]): JsonObject {
-  const env = [
+/** What imagegate's containers need to log in to Vault as the pod. */
+function vaultEnv(settings: CheckContainerSettings): JsonObject[] {
+  return [
     { name: 'VAULT_ADDR', value: settings.vaultAddress },
     { name: 'IMAGEGATE_VAULT_AUTH', value: settings.authMethod },
     { name: 'IMAGEGATE_VAULT_ROLE', value: settings.vaultRole },
     { name: 'IMAGEGATE_VAULT_JWT_FILE', value: `${TOKEN_DIR}/token` },
     ...(settings.authMount !== undefined ? [{ name: 'IMAGEGATE_VAULT_AUTH_MOUNT', value: settings.authMount }] : []),
   ];
+}
+
+const HARDENED = { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+
+/** The init container, for the pod's images pinned by digest; the validating hook compares against exactly this. */
+export function checkContainer(settings: CheckContainerSettings, images: string[]): JsonObject {
   return {
     name: CHECK_CONTAINER_NAME,
     image: settings.image,
     args: ['init', '--check', ...images.map((i) => `docker://${i}`)],
-    env,
+    env: vaultEnv(settings),
     volumeMounts: [{ name: TOKEN_VOLUME_NAME, mountPath: TOKEN_DIR, readOnly: true }],
-    securityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+    securityContext: HARDENED,
     resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+  };
+}
+
+export const UNPACK_ROOT = '/imagegate/unpack';
+
+/**
+ * Pod model: the init container that decrypts, verifies and unpacks `image`'s encrypted layers into the volumes
+ * the app container mounts at `paths`.
+ */
+export function unpackContainer(settings: CheckContainerSettings, containerName: string, image: string, paths: string[], volumes: string[]): JsonObject {
+  return {
+    name: `imagegate-unpack-${containerName}`.slice(0, 63),
+    image: settings.image,
+    args: ['init', '--unpack', UNPACK_ROOT, '--paths', paths.join(','), `docker://${image}`],
+    env: vaultEnv(settings),
+    volumeMounts: [
+      { name: TOKEN_VOLUME_NAME, mountPath: TOKEN_DIR, readOnly: true },
+      ...paths.map((p, i) => ({ name: volumes[i]!, mountPath: `${UNPACK_ROOT}/${p}` })),
+    ],
+    securityContext: HARDENED,
+    resources: { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } },
   };
 }
 

@@ -1,4 +1,4 @@
-import type { Readable, Transform } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { addAbortSignal, PassThrough, Transform as TransformStream } from 'node:stream';
 import { ImagegateError, isImagegateError } from '../errors.js';
@@ -28,7 +28,7 @@ export interface LayerRewrite {
    * A fresh transform from the stored source bytes to the output bytes; absent when only the descriptor changes
    * (rewrapping a layer key), in which case the blob is copied as it is, or reused where the destination has it.
    */
-  createTransform?(): Transform;
+  createTransform?(): Duplex | Duplex[];
   /** After the output blob was stored: the output descriptor's fields other than digest and size. */
   finish(): LayerDescription;
 }
@@ -268,7 +268,8 @@ class CopyRun {
       return { mediaType, digest: desc.digest, size: desc.size, ...rest };
     }
     const input = await this.open(desc, report);
-    const transform = plan.createTransform();
+    const created = plan.createTransform();
+    const transforms = Array.isArray(created) ? created : [created];
     const output = new PassThrough({ highWaterMark: 1024 * 1024 });
     // Wait for both sides to settle before failing, so the destination has removed its partial blob by the time
     // the run aborts.
@@ -277,7 +278,7 @@ class CopyRun {
       output.destroy(e instanceof Error ? e : new Error(String(e)));
       throw e;
     });
-    const [put, piped] = await Promise.allSettled([storing, pipeline(input, transform, output)]);
+    const [put, piped] = await Promise.allSettled([storing, pipeline([input, ...transforms, output])]);
     if (piped.status === 'rejected' && (isImagegateError(piped.reason) || put.status === 'fulfilled')) throw piped.reason;
     // The pipeline's own error is then only the echo of the destination's failure (a premature close).
     if (put.status === 'rejected') throw put.reason;

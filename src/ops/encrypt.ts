@@ -10,6 +10,8 @@ import { LayerEncryptStream, newLayerSecret } from '../crypto/layer-cipher.js';
 import { encodePrivateOptions, encodePublicOptions, PUBOPTS_ANNOTATION } from '../crypto/layer-options.js';
 import { copyImage, type CopyOptions, type CopyResult, type ImageRewriter, type LayerContext, type LayerRewrite } from './copy.js';
 import { layerSelected, platformSelected, type LayerSelection } from './layer-selection.js';
+import { LayerPathAudit } from '../unpack/path-audit.js';
+import type { Duplex } from 'node:stream';
 import { VAULT_ANNOTATION, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
 import type { TransitKeyRef } from '../vault/transit.js';
 
@@ -32,8 +34,24 @@ function recipientCount(g: RecipientGroup): number {
   return 'vault' in g ? g.keys.length : g.recipients.length;
 }
 
+/**
+ * The pod model: the image's first `baseLayers` layers are a plaintext base image (`base`, pinned) that runs as the
+ * container; the rest are encrypted and may only write under `paths`, where `imagegate init --unpack` puts them.
+ */
+export interface PodModelSettings {
+  base: string;
+  baseLayers: number;
+  paths: string[];
+}
+
+/** Manifest annotations the webhook reads for the pod model. */
+export const POD_BASE_ANNOTATION = 'dev.imagegate.pod.base';
+export const POD_BASE_LAYERS_ANNOTATION = 'dev.imagegate.pod.base-layers';
+export const POD_PATHS_ANNOTATION = 'dev.imagegate.pod.paths';
+
 export interface EncryptOptions extends LayerSelection, CopyOptions {
   recipients: RecipientGroup[];
+  pod?: PodModelSettings;
   /** Called for layers that were selected but are left as they are, with the reason. */
   onSkip?: (label: string, reason: string) => void;
 }
@@ -62,6 +80,8 @@ class EncryptRewriter implements ImageRewriter {
   }
 
   async planLayer(ctx: LayerContext): Promise<LayerRewrite | undefined> {
+    const pod = this.options.pod;
+    if (pod !== undefined && ctx.index < pod.baseLayers) return undefined;
     if (!platformSelected(this.options, ctx.platform)) return undefined;
     if (!layerSelected(this.options, ctx.index, ctx.count, ctx.platform)) return undefined;
     const desc = ctx.descriptor;
@@ -76,11 +96,24 @@ class EncryptRewriter implements ImageRewriter {
       this.options.onSkip?.(ctx.label, `media type ${desc.mediaType} is not an encryptable layer`);
       return undefined;
     }
-    return planLayerEncryption(desc, this.options.recipients);
+    const plan = await planLayerEncryption(desc, this.options.recipients);
+    if (pod === undefined) return plan;
+    const gzip = desc.mediaType.endsWith('gzip');
+    // The audit reads the plaintext on its way into the cipher: one pass over the layer.
+    return { ...plan, createTransform: () => [new LayerPathAudit(pod.paths, ctx.label, gzip), plan.createTransform!() as Duplex] };
   }
 
   rewriteManifest(json: JsonObject): JsonObject {
     const out: JsonObject = { ...json, mediaType: MediaType.OciManifest };
+    const pod = this.options.pod;
+    if (pod !== undefined) {
+      out.annotations = {
+        ...(json.annotations as Record<string, string> | undefined),
+        [POD_BASE_ANNOTATION]: pod.base,
+        [POD_BASE_LAYERS_ANNOTATION]: String(pod.baseLayers),
+        [POD_PATHS_ANNOTATION]: pod.paths.join(','),
+      };
+    }
     const config = json.config as Descriptor;
     if (config.mediaType === MediaType.DockerConfig) out.config = { ...config, mediaType: MediaType.OciConfig };
     out.layers = (json.layers as Descriptor[]).map((l) => ({ ...l, mediaType: ociLayerMediaType(l.mediaType) }));

@@ -12,6 +12,7 @@ import { buildOciLayout, randomLayerFiles, readManifestFor, writeBigLayerLayout,
 import { CLI, imagegate, imagegateOk, layerContentDigests } from '../support/imagegate.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { makeKeyPair, requireTool, run, skopeo, tempDir, testTempDir, type KeyPairFiles } from '../support/tools.js';
+import { tamperLayerConsistently } from '../support/tamper.js';
 
 const registryBin = requireTool('docker-registry');
 const skopeoBin = requireTool('skopeo');
@@ -127,6 +128,17 @@ describe.skipIf(!ready)('docker:// on a plain-HTTP registry', () => {
     const dec = await testTempDir('sk-dec-');
     await skopeo(['copy', ...skopeoSrc, '--decryption-key', key.privateKeyPath, ref, `oci:${dec}:v1`]);
     expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(src));
+  });
+
+  it('a layer that fails its HMAC while being pushed fails the push at once (exit 5), leaving no tag', async () => {
+    const enc = await testTempDir('tampered-');
+    await imagegateOk(['encrypt', `oci:${src.dir}:v1`, `oci:${enc}:v1`, '-r', `jwe:${key.publicKeyPath}`, '-q']);
+    await tamperLayerConsistently(enc, 'v1', 1);
+    const started = Date.now();
+    const res = await imagegate(['decrypt', `oci:${enc}:v1`, `docker://${reg.host}/team/tampered:1`, '-k', key.privateKeyPath, ...plain]);
+    expect(res.code, res.stderr).toBe(5);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect((await imagegate(['inspect', `docker://${reg.host}/team/tampered:1`, ...plain])).code).toBe(3);
   });
 
   it('names an unknown repository or tag and exits 3', async () => {

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { ImagegateError } from '../../errors.js';
@@ -54,28 +54,32 @@ export class RegistryDestination implements ImageDestination {
   }
 
   async putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
+    // Watch the source from the start: it may fail (a tampered or refused layer) while the upload is being opened.
+    const source = new SourceWatch(content);
     let upload: OpenUpload;
     try {
       upload = { session: await this.client.startUpload() };
+      source.throwIfFailed();
     } catch (e) {
       content.destroy();
       throw e;
     }
     this.uploads.add(upload);
     try {
-      return expected !== undefined ? await this.putKnown(upload, content, expected) : await this.putStreamed(upload, content);
+      return expected !== undefined ? await this.putKnown(upload, source, expected) : await this.putStreamed(upload, source);
     } catch (e) {
       content.destroy();
       await this.client.cancelUpload(upload.session);
-      throw e;
+      throw source.error ?? e;
     } finally {
       this.uploads.delete(upload);
     }
   }
 
   /** Digest and size known up front: one monolithic PUT streaming the bytes. */
-  private async putKnown(upload: OpenUpload, content: Readable, expected: StoredBlob): Promise<StoredBlob> {
-    await this.client.finishUpload(upload.session, expected.digest, { data: content, size: expected.size });
+  private async putKnown(upload: OpenUpload, source: SourceWatch, expected: StoredBlob): Promise<StoredBlob> {
+    const body = source.into(new PassThrough());
+    await this.client.finishUpload(upload.session, expected.digest, { data: body, size: expected.size }, source.signal);
     return expected;
   }
 
@@ -84,13 +88,12 @@ export class RegistryDestination implements ImageDestination {
    * when asked (or when the registry sets a minimum chunk size), hashed on the way, and the PUT names the digest
    * computed.
    */
-  private async putStreamed(upload: OpenUpload, content: Readable): Promise<StoredBlob> {
+  private async putStreamed(upload: OpenUpload, source: SourceWatch): Promise<StoredBlob> {
     const digesting = new DigestingStream();
     const minChunk = upload.session.minChunk;
     const chunkSize = this.chunkSize !== undefined || minChunk !== undefined ? Math.max(this.chunkSize ?? 0, minChunk ?? 0) : undefined;
-    content.on('error', (e) => digesting.destroy(e));
-    const hashed = content.pipe(digesting);
-    if (chunkSize === undefined) upload.session = await this.client.appendUpload(upload.session, hashed);
+    const hashed = source.into(digesting);
+    if (chunkSize === undefined) upload.session = await this.client.appendUpload(upload.session, hashed, undefined, source.signal);
     else await this.putChunks(upload, hashed, chunkSize);
     const stored = { digest: digesting.digest(), size: digesting.size };
     await this.client.finishUpload(upload.session, stored.digest);
@@ -150,5 +153,46 @@ export class RegistryDestination implements ImageDestination {
     if (this.closed) return;
     this.closed = true;
     await this.client.http.close();
+  }
+}
+
+/**
+ * Follows the stream a blob is uploaded from. When it fails or is destroyed before its end, the body the HTTP client
+ * reads fails and the request is aborted: a chunked upload whose producer gave up would otherwise wait for more
+ * bytes (and the registry for them) until a timeout. It starts watching at once, so a failure that happens while
+ * the upload session is being opened is not missed.
+ */
+class SourceWatch {
+  error: Error | undefined;
+  private body: Duplex | undefined;
+  private readonly controller = new AbortController();
+
+  constructor(private readonly source: Readable) {
+    source.on('error', (e) => this.fail(e));
+    source.on('close', () => {
+      if (!source.readableEnded) this.fail(new ImagegateError('IO', 'the blob being uploaded stopped before its end'));
+    });
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  throwIfFailed(): void {
+    if (this.error !== undefined) throw this.error;
+  }
+
+  /** Pipes the source into `body` and returns it, failing it with the source. */
+  into<T extends Duplex>(body: T): T {
+    this.body = body;
+    this.throwIfFailed();
+    this.source.pipe(body);
+    return body;
+  }
+
+  private fail(e: Error): void {
+    this.error ??= e;
+    this.body?.destroy(e);
+    this.controller.abort(e);
   }
 }
