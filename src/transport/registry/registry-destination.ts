@@ -61,16 +61,22 @@ export class RegistryDestination implements ImageDestination {
       upload = { session: await this.client.startUpload() };
       source.throwIfFailed();
     } catch (e) {
+      const cause = source.error ?? e;
+      source.stop();
       content.destroy();
-      throw e;
+      throw cause;
     }
     this.uploads.add(upload);
     try {
       return expected !== undefined ? await this.putKnown(upload, source, expected) : await this.putStreamed(upload, source);
     } catch (e) {
+      // The layer's own failure (HMAC, a refused path) explains more than the aborted request; but a request that
+      // failed first (a registry gone) is the cause, and destroying the source below must not hide it.
+      const cause = source.error ?? e;
+      source.stop();
       content.destroy();
       await this.client.cancelUpload(upload.session);
-      throw source.error ?? e;
+      throw cause;
     } finally {
       this.uploads.delete(upload);
     }
@@ -164,6 +170,7 @@ export class RegistryDestination implements ImageDestination {
  */
 class SourceWatch {
   error: Error | undefined;
+  private stopped = false;
   private body: Duplex | undefined;
   private readonly controller = new AbortController();
 
@@ -190,7 +197,13 @@ class SourceWatch {
     return body;
   }
 
+  /** Stops watching: the upload has already failed for its own reason. */
+  stop(): void {
+    this.stopped = true;
+  }
+
   private fail(e: Error): void {
+    if (this.stopped) return;
     this.error ??= e;
     this.body?.destroy(e);
     this.controller.abort(e);
