@@ -41,6 +41,8 @@ Examples:
   imagegate decrypt oci-archive:app-enc.tar docker-archive:app.tar:app:1.0 -k a.pem -k b.jwk`,
     )
     .action(async (src: string, dst: string, flags: DecryptFlags) => {
+      // First: a Ctrl-C from here on removes whatever gets staged.
+      const signal = interruptSignal();
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const keys = await loadKeys(flags.key);
@@ -55,7 +57,7 @@ Examples:
             layers,
             platforms,
             platform: platforms[0],
-            signal: interruptSignal(),
+            signal,
             ...transfer.copy,
           }),
         transfer.source,

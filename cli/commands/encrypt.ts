@@ -51,6 +51,8 @@ Examples:
     )
     .action(async (src: string, dst: string, flags: EncryptFlags) => {
       // Flags first: a typo should not wait behind key loading.
+      // First: a Ctrl-C from here on removes whatever gets staged.
+      const signal = interruptSignal();
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const recipients = await loadRecipients(flags.recipient, flags.bind ?? repositoryOf(dst));
@@ -68,7 +70,7 @@ Examples:
             layers,
             platforms,
             platform: platforms[0],
-            signal: interruptSignal(),
+            signal,
             onSkip: flags.quiet ? undefined : (label, reason) => info(`skipped ${label}: ${reason}`),
             ...transfer.copy,
           });
