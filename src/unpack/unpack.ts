@@ -69,24 +69,37 @@ class UnpackState {
   async layer(layer: UnpackLayer): Promise<void> {
     this.currentLayer = new Set();
     const input = await layer.open();
+    // Errors reach us through the pipeline below; this keeps a late one (after the pipeline let go) from being an
+    // uncaught 'error' event that would take the whole process down.
+    input.on('error', () => {});
     const tar = extract();
-    // streamx's extractor is fed by hand; a read error or an HMAC failure at the end fails the layer.
-    const feeding = pipeline(input, tar as unknown as NodeJS.WritableStream);
-    try {
-      for await (const entry of tar) {
-        try {
-          await this.entry(entry.header, entry, layer.label);
-        } finally {
-          entry.resume();
-        }
-      }
-      await feeding;
-    } catch (e) {
-      input.destroy();
-      tar.destroy();
-      await feeding.catch(() => {});
-      throw e;
-    }
+    await new Promise<void>((resolve, reject) => {
+      let failed = false;
+      const fail = (e: unknown): void => {
+        if (failed) return;
+        failed = true;
+        input.destroy();
+        tar.destroy();
+        reject(e);
+      };
+      // One entry at a time: the extractor waits for `next` before parsing the following one.
+      tar.on('entry', (header, content, next) => {
+        this.entry(header, content, layer.label).then(
+          () => {
+            content.resume();
+            next();
+          },
+          (e: unknown) => {
+            content.resume();
+            fail(e);
+          },
+        );
+      });
+      // A read error, a digest mismatch or an HMAC failure at the end of the layer fails it here.
+      pipeline(input, tar as unknown as NodeJS.WritableStream).then(() => {
+        if (!failed) resolve();
+      }, fail);
+    });
   }
 
   private async entry(h: Header, content: AsyncIterable<unknown>, label: string): Promise<void> {
