@@ -2,6 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
+// Node >= 23.6 loads the TypeScript fixture builder directly (type stripping); it imports nothing from src/.
+import { writeBigLayerLayout } from '../support/image-builder.ts';
 import { rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -93,4 +95,15 @@ export async function startBenchRegistry(work) {
   }
   child.kill('SIGKILL');
   throw new Error('docker-registry did not start');
+}
+
+/** An OCI layout (tag `bench`) of `layers` pseudo-random layers of `layerBytes` each, gzip level 0, written once. */
+export async function benchImage(work, layers, layerBytes) {
+  const src = path.join(work, `src-${layers}x${layerBytes}`);
+  if (!existsSync(path.join(src, 'index.json'))) {
+    console.error(`bench: writing a ${layers}-layer image of ${layerBytes} bytes per layer to ${src}`);
+    await rm(src, { recursive: true, force: true });
+    await writeBigLayerLayout(src, layerBytes, { compression: 'gzip-stored', tag: 'bench', layers });
+  }
+  return src;
 }

@@ -6,11 +6,9 @@
 //   npm run build && npm run bench:registry          (Node 24: it imports a .ts fixture builder)
 //   IMAGEGATE_BENCH_LAYER_BYTES=67108864 IMAGEGATE_BENCH_RUNS=1 npm run bench:registry   for a quick run
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeBigLayerLayout } from '../support/image-builder.ts';
-import { cli, printTable, record, requirePrerequisites, startBenchRegistry, timed, writeKeyPair } from './bench-lib.mjs';
+import { benchImage, cli, printTable, record, requirePrerequisites, startBenchRegistry, timed, writeKeyPair } from './bench-lib.mjs';
 
 const layerBytes = Number(process.env.IMAGEGATE_BENCH_LAYER_BYTES ?? 256 * 1024 ** 2);
 const layers = Number(process.env.IMAGEGATE_BENCH_LAYERS ?? 4);
@@ -20,12 +18,7 @@ const bytes = layerBytes * layers;
 requirePrerequisites([['docker-registry (apt-get install docker-registry)', spawnSync('docker-registry', ['--version']).status === 0]]);
 
 await mkdir(work, { recursive: true });
-const src = path.join(work, `src-${layers}x${layerBytes}`);
-if (!existsSync(path.join(src, 'index.json'))) {
-  console.error(`bench: writing a ${layers}-layer image of ${layerBytes} bytes per layer to ${src}`);
-  await rm(src, { recursive: true, force: true });
-  await writeBigLayerLayout(src, layerBytes, { compression: 'gzip-stored', tag: 'bench', layers });
-}
+const src = await benchImage(work, layers, layerBytes);
 const { pub, priv } = await writeKeyPair(work);
 
 const skopeoArgs = ['--insecure-policy', 'copy', '-q'];

@@ -5,11 +5,9 @@
 //
 //   npm run build && npm run bench:unpack        (IMAGEGATE_BENCH_LAYER_BYTES=67108864 for a quick run)
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { writeBigLayerLayout } from '../support/image-builder.ts';
-import { cli, printTable, record, requirePrerequisites, timed, writeKeyPair } from './bench-lib.mjs';
+import { benchImage, cli, printTable, record, requirePrerequisites, timed, writeKeyPair } from './bench-lib.mjs';
 
 const layerBytes = Number(process.env.IMAGEGATE_BENCH_LAYER_BYTES ?? 256 * 1024 ** 2);
 const layers = Number(process.env.IMAGEGATE_BENCH_LAYERS ?? 4);
@@ -19,12 +17,7 @@ const bytes = layerBytes * layers;
 requirePrerequisites([['umoci (apt-get install umoci)', spawnSync('umoci', ['--version']).status === 0]]);
 
 await mkdir(work, { recursive: true });
-const src = path.join(work, `src-${layers}x${layerBytes}`);
-if (!existsSync(path.join(src, 'index.json'))) {
-  console.error(`bench: writing a ${layers}-layer image of ${layerBytes} bytes per layer to ${src}`);
-  await rm(src, { recursive: true, force: true });
-  await writeBigLayerLayout(src, layerBytes, { compression: 'gzip-stored', tag: 'bench', layers });
-}
+const src = await benchImage(work, layers, layerBytes);
 const { pub, priv } = await writeKeyPair(work);
 const enc = path.join(work, 'enc');
 await rm(enc, { recursive: true, force: true });
