@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { ImagegateError } from '../../src/errors.js';
-import { parseImageReference } from '../../src/image/reference.js';
-import { auditRegistry, type AuditReport } from '../../src/ops/audit.js';
+import { auditRegistry, parseAuditTarget, parseMinVersions, type AuditReport } from '../../src/ops/audit.js';
 import { vaultSettingsFromEnv } from '../../src/vault/settings.js';
 import { Transit } from '../../src/vault/transit.js';
 import { VaultSession } from '../../src/vault/vault-session.js';
@@ -30,15 +28,8 @@ export function registerAudit(program: Command): void {
     .option('--vault', 'read key versions from Vault (VAULT_ADDR…) to flag layer keys below min_decryption_version')
     .option('--json', 'print the report as JSON');
   addTransferOptions(command, false).action(async (target: string, flags: AuditFlags) => {
-    const text = target.replace(/^docker:\/\//, '');
-    const scope = text.includes('/') ? parseImageReference(text) : { domain: text };
-    const minVersions = new Map<string, number>();
-    for (const spec of flags.minVersion) {
-      const eq = spec.lastIndexOf('=');
-      const n = Number(eq >= 0 ? spec.slice(eq + 1) : spec);
-      if (!Number.isSafeInteger(n) || n < 1) throw new ImagegateError('USAGE', `--min-version ${JSON.stringify(spec)} must be [mount/keys/name=]N with N ≥ 1`);
-      minVersions.set(eq >= 0 ? spec.slice(0, eq) : '*', n);
-    }
+    const scope = parseAuditTarget(target);
+    const minVersions = parseMinVersions(flags.minVersion);
     const transfer = await transferSettings({ ...flags, quiet: true }, 'audit');
     const transit = flags.vault === true ? new Transit(new VaultSession(await vaultSettingsFromEnv())) : undefined;
     const report = await auditRegistry(scope, transfer.source.registry ?? {}, {

@@ -92,8 +92,9 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     }
   }
   // Workloads get early feedback only; their pods are mutated when they are created.
+  // Containers the pod model swaps to their base are not pinned to the encrypted image first.
   const swapped = new Set(podModel.map((f) => f.name));
-  const patch = isPod ? podPatch(template, facts, needsCheck ? deps.check : undefined, protectedImages).filter((op) => !swapped.has(containerOf(template, op.path))) : [];
+  const patch = isPod ? podPatch(template, facts, needsCheck ? deps.check : undefined, protectedImages, swapped) : [];
   if (podModel.length > 0) patch.push(...podModelPatch(template, podModel, resolved, deps.check!));
   const extra: Partial<AdmissionResponse> = warnings.length > 0 ? { warnings } : {};
   if (patch.length > 0) {
@@ -156,11 +157,12 @@ function denialMessage(d: Decision): string {
 
 type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
 
-function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckContainerSettings | undefined, protectedImages: ContainerFacts[]): PatchOp[] {
+function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckContainerSettings | undefined, protectedImages: ContainerFacts[], swapped: Set<string>): PatchOp[] {
   const ops: PatchOp[] = [];
   const base = template.specPath;
   template.containers.forEach((c, i) => {
     const f = facts[i]!;
+    if (c.list === 'containers' && swapped.has(c.name)) return;
     const pinned = pinnedName(c.image, f.digest);
     if (pinned !== c.image) ops.push({ op: 'replace', path: `${base}/${c.list}/${c.index}/image`, value: pinned });
   });
@@ -236,10 +238,4 @@ function podModelPatch(template: PodTemplate, containers: ContainerFacts[], reso
   if (hasInit) inits.forEach((c, i) => ops.push({ op: 'add', path: `${base}/initContainers/${i}`, value: c }));
   else ops.push({ op: 'add', path: `${base}/initContainers`, value: inits });
   return ops;
-}
-
-/** The name of the (regular) container a patch path touches, or '' for any other path. */
-function containerOf(template: PodTemplate, path: string): string {
-  const m = new RegExp(`^${template.specPath}/containers/(\\d+)/`).exec(path);
-  return m !== null ? (template.containers.find((c) => c.list === 'containers' && c.index === Number(m[1]))?.name ?? '') : '';
 }

@@ -1,9 +1,7 @@
-import { VAULT_ANNOTATION, vaultKeysOf } from '../crypto/wrappers/vault.js';
 import { formatPlatform } from '../image/descriptor.js';
-import { isEncryptedMediaType } from '../image/media-types.js';
 import { parseImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
-import { layerRecipients } from '../ops/recipients.js';
+import { manifestEncryption } from '../ops/recipients.js';
 import { POD_BASE_ANNOTATION, POD_PATHS_ANNOTATION } from '../ops/encrypt.js';
 import type { PlatformImageFacts } from '../policy/types.js';
 import type { RegistryOptions } from '../transport/registry/location.js';
@@ -35,16 +33,10 @@ export async function resolveImage(image: string, registry: RegistryOptions): Pr
   try {
     const root = await source.rootDescriptor();
     const tree = await loadImageTree(source, root, source.description);
-    const platforms = manifestsOf(tree).map(({ node, platform }) => {
-      const encrypted = node.manifest.layers.filter((l) => isEncryptedMediaType(l.mediaType));
-      return {
-        ...(platform !== undefined ? { platform: formatPlatform(platform) } : {}),
-        layers: node.manifest.layers.length,
-        encryptedLayers: encrypted.length,
-        schemes: [...new Set(encrypted.flatMap((l) => layerRecipients(l.annotations).map((s) => s.scheme)))].sort(),
-        vaultKeys: encrypted.flatMap((l) => vaultKeysOf(l.annotations?.[VAULT_ANNOTATION])),
-      };
-    });
+    const platforms = manifestsOf(tree).map(({ node, platform }) => ({
+      ...(platform !== undefined ? { platform: formatPlatform(platform) } : {}),
+      ...manifestEncryption(node.manifest.layers),
+    }));
     const pod = await podModelFacts(source, manifestsOf(tree));
     return { repository: `${ref.domain}/${ref.path}`, digest: root.digest, platforms, ...(pod !== undefined ? { pod } : {}) };
   } finally {

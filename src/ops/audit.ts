@@ -1,15 +1,13 @@
 import { ImagegateError } from '../errors.js';
-import { VAULT_ANNOTATION, vaultKeysOf } from '../crypto/wrappers/vault.js';
 import { formatPlatform } from '../image/descriptor.js';
-import type { ImageReference } from '../image/reference.js';
-import { isEncryptedMediaType } from '../image/media-types.js';
+import { parseImageReference, type ImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
 import { listRepositories, RepositoryClient } from '../transport/registry/client.js';
 import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
 import { RegistrySource } from '../transport/registry/registry-source.js';
 import { matchesAnyGlob } from '../util/glob.js';
 import type { TransitKeyInfo, TransitKeyRef } from '../vault/transit.js';
-import { layerRecipients } from './recipients.js';
+import { manifestEncryption } from './recipients.js';
 
 export interface AuditOptions {
   /** Repository globs (`host/path`) whose images must be encrypted. */
@@ -92,13 +90,11 @@ async function auditImage(
     const out: AuditedImage[] = [];
     for (const { node, platform } of manifestsOf(root)) {
       const layers = node.manifest.layers;
-      const encrypted = layers.filter((l) => isEncryptedMediaType(l.mediaType));
-      const schemes = [...new Set(encrypted.flatMap((l) => layerRecipients(l.annotations).map((s) => s.scheme)))].sort();
-      const vaultKeys = encrypted.flatMap((l) => vaultKeysOf(l.annotations?.[VAULT_ANNOTATION]));
+      const { encryptedLayers, schemes, vaultKeys } = manifestEncryption(layers);
       const created = await createdOf(source, node.manifest.config);
       const flags: string[] = [];
-      if (matchesAnyGlob(repository, options.protected) && encrypted.length === 0) flags.push('plaintext-in-protected-repository');
-      else if (matchesAnyGlob(repository, options.protected) && encrypted.length < layers.length) flags.push('partly-plaintext');
+      if (matchesAnyGlob(repository, options.protected) && encryptedLayers === 0) flags.push('plaintext-in-protected-repository');
+      else if (matchesAnyGlob(repository, options.protected) && encryptedLayers < layers.length) flags.push('partly-plaintext');
       for (const k of uniqueKeys(vaultKeys)) {
         const min = options.minVersions.get(k.key) ?? options.minVersions.get('*');
         if (min !== undefined && k.version < min) flags.push(`key-version-below-minimum:${k.key}:v${k.version}<v${min}`);
@@ -122,7 +118,7 @@ async function auditImage(
         manifest: node.descriptor.digest,
         ...(created !== undefined ? { created } : {}),
         layers: layers.length,
-        encryptedLayers: encrypted.length,
+        encryptedLayers,
         schemes,
         vaultKeys: uniqueKeys(vaultKeys),
         flags: [...new Set(flags)],
@@ -148,4 +144,22 @@ async function createdOf(source: RegistrySource, config: { digest: string; size:
     if (e instanceof ImagegateError && e.code !== 'BAD_FORMAT') throw e;
     return undefined;
   }
+}
+
+/** `HOST[:PORT]` (the whole registry) or `[docker://]HOST/REPO[:TAG]`. */
+export function parseAuditTarget(target: string): ImageReference | { domain: string } {
+  const text = target.replace(/^docker:\/\//, '');
+  return text.includes('/') ? parseImageReference(text) : { domain: text };
+}
+
+/** `--min-version` values: `mount/keys/name=N` for one key, or `N` for every key (stored under `*`). */
+export function parseMinVersions(specs: readonly string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const spec of specs) {
+    const eq = spec.lastIndexOf('=');
+    const n = Number(eq >= 0 ? spec.slice(eq + 1) : spec);
+    if (!Number.isSafeInteger(n) || n < 1) throw new ImagegateError('USAGE', `--min-version ${JSON.stringify(spec)} must be [mount/keys/name=]N with N ≥ 1`);
+    out.set(eq >= 0 ? spec.slice(0, eq) : '*', n);
+  }
+  return out;
 }

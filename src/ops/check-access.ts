@@ -1,10 +1,11 @@
 import { ImagegateError } from '../errors.js';
-import { VAULT_ANNOTATION, vaultKeysOf } from '../crypto/wrappers/vault.js';
+import { VAULT_ANNOTATION } from '../crypto/wrappers/vault.js';
 import { formatPlatform, type Platform } from '../image/descriptor.js';
 import type { ImageSource } from '../image/image.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
 import { loadImageTree, selectPlatformManifest } from '../image/tree.js';
 import { unwrapLayerKey, type VaultUnwrapping } from './decrypt.js';
+import { manifestEncryption } from './recipients.js';
 
 export interface KeyAccess {
   image: string;
@@ -43,7 +44,7 @@ export async function checkKeyAccess(source: ImageSource, platform: Platform, va
       opts.fill(0);
     }),
   );
-  const keys = [...new Set(encrypted.flatMap(({ l }) => vaultKeysOf(l.annotations?.[VAULT_ANNOTATION]).map((k) => `${k.key} v${k.version}`)))].sort();
+  const keys = [...new Set(manifestEncryption(layers).vaultKeys.map((k) => `${k.key} v${k.version}`))].sort();
   return {
     image: source.description,
     ...(found !== undefined ? { platform: formatPlatform(found) } : {}),

@@ -1,6 +1,8 @@
 import { splitAnnotationItems, type RecipientSummary } from '../crypto/key-wrapper.js';
 import { keyAnnotations, keyWrapper } from '../crypto/wrappers/registry.js';
-import { describeVaultItem, VAULT_SCHEME } from '../crypto/wrappers/vault.js';
+import { describeVaultItem, VAULT_ANNOTATION, VAULT_SCHEME, vaultKeysOf } from '../crypto/wrappers/vault.js';
+import type { Descriptor } from '../image/descriptor.js';
+import { isEncryptedMediaType } from '../image/media-types.js';
 
 export interface SchemeRecipients {
   scheme: string;
@@ -39,4 +41,24 @@ export function describeRecipients(annotations: Record<string, string> | undefin
       return `${s.scheme} (${s.recipients.length} recipient${s.recipients.length === 1 ? '' : 's'}: ${list})`;
     })
     .join(', ');
+}
+
+/** How one image's layers are encrypted, read from its manifest alone: what inspect, audit and admission report. */
+export interface ManifestEncryption {
+  layers: number;
+  encryptedLayers: number;
+  /** Schemes of the encrypted layers, e.g. `jwe`, `provider.imagegate`, sorted. */
+  schemes: string[];
+  /** The Vault-wrapped keys of the encrypted layers, one entry per wrapped item. */
+  vaultKeys: Array<{ key: string; version: number; binding: string }>;
+}
+
+export function manifestEncryption(layers: readonly Descriptor[]): ManifestEncryption {
+  const encrypted = layers.filter((l) => isEncryptedMediaType(l.mediaType));
+  return {
+    layers: layers.length,
+    encryptedLayers: encrypted.length,
+    schemes: [...new Set(encrypted.flatMap((l) => layerRecipients(l.annotations).map((s) => s.scheme)))].sort(),
+    vaultKeys: encrypted.flatMap((l) => vaultKeysOf(l.annotations?.[VAULT_ANNOTATION])),
+  };
 }

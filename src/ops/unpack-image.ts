@@ -1,6 +1,4 @@
 import type { Readable } from 'node:stream';
-import { PassThrough } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { ImagegateError } from '../errors.js';
 import type { LoadedKey } from '../crypto/key-files.js';
@@ -12,6 +10,7 @@ import { decryptedMediaType, isEncryptedMediaType } from '../image/media-types.j
 import { loadImageTree, selectPlatformManifest } from '../image/tree.js';
 import { unpackLayers, type UnpackLayer, type UnpackReport } from '../unpack/unpack.js';
 import { unwrapLayerKey, type VaultUnwrapping } from './decrypt.js';
+import { streamThrough } from '../util/streams.js';
 
 export interface UnpackImageOptions {
   platform: Platform;
@@ -59,13 +58,7 @@ async function planLayer(source: ImageSource, desc: Descriptor, label: string, o
       const stages: NodeJS.ReadWriteStream[] = [];
       if (decrypt !== undefined) stages.push(decrypt());
       if (compression === 'gzip') stages.push(createGunzip());
-      const input = await source.openBlob(desc);
-      const out = new PassThrough();
-      // The reader gets `visible`, which the pipeline does not own: it fails with our error, not zlib's raw one.
-      const visible = new PassThrough();
-      out.pipe(visible);
-      pipeline([input, ...stages, out]).catch((e: unknown) => visible.destroy(layerError(e, label, encrypted)));
-      return visible;
+      return streamThrough(await source.openBlob(desc), stages, (e) => layerError(e, label, encrypted));
     },
   };
 }

@@ -1,18 +1,16 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { ImagegateError } from '../errors.js';
 import { VerifyingStream } from '../image/digest.js';
 import type { Descriptor } from '../image/descriptor.js';
-import { readAll } from '../util/streams.js';
+import { readAll, streamThrough } from '../util/streams.js';
 
 /**
  * Wraps a blob's raw bytes so the stream errors at its end unless they match the descriptor's digest and size.
- * Read failures and mismatches both surface on the returned stream.
+ * Read failures and mismatches both surface on the returned stream; `mapReadError` words read failures (a registry
+ * turns a reset connection into a temporary error).
  */
-export function verifiedBlobStream(raw: Readable, desc: Descriptor): Readable {
-  const out = new PassThrough();
-  pipeline(raw, new VerifyingStream(desc, 'blob'), out).catch((e: unknown) => out.destroy(e as Error));
-  return out;
+export function verifiedBlobStream(raw: Readable, desc: Descriptor, mapReadError?: (e: unknown) => Error): Readable {
+  return streamThrough(raw, [new VerifyingStream(desc, 'blob')], (e) => (e instanceof ImagegateError || mapReadError === undefined ? (e as Error) : mapReadError(e)));
 }
 
 /** Reads a small blob whole through `open`, refusing blobs that declare more than `limit` bytes. */

@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ImagegateError } from '../errors.js';
 
 /** Collects a small stream (a manifest, a config, a key file) into memory, refusing more than `limit` bytes. */
@@ -22,4 +23,25 @@ export async function drain(stream: Readable): Promise<void> {
   for await (const _ of stream) {
     // nothing: the chunks are not needed
   }
+}
+
+/**
+ * Runs `source` through `stages` and returns what comes out. A failure anywhere reaches the reader as `mapError(e)`:
+ * the returned stream is not itself part of the pipeline, which would destroy it with the raw error first (a zlib or
+ * socket error instead of our message, and without its `temporary` flag). Destroying the returned stream stops the
+ * pipeline.
+ */
+export function streamThrough(source: Readable, stages: readonly NodeJS.ReadWriteStream[], mapError: (e: unknown) => Error = toError): Readable {
+  const tail = new PassThrough();
+  const out = new PassThrough();
+  tail.pipe(out);
+  out.on('close', () => {
+    if (!out.readableEnded) tail.destroy();
+  });
+  pipeline([source, ...stages, tail]).catch((e: unknown) => out.destroy(mapError(e)));
+  return out;
+}
+
+function toError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
 }

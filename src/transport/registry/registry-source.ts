@@ -1,12 +1,10 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { ImagegateError, isImagegateError } from '../../errors.js';
-import { VerifyingStream } from '../../image/digest.js';
+import type { Readable } from 'node:stream';
+import { ImagegateError } from '../../errors.js';
 import type { Descriptor } from '../../image/descriptor.js';
 import type { ImageSource } from '../../image/image.js';
 import { MAX_MANIFEST_BYTES } from '../../image/manifest.js';
 import type { ImageReference } from '../../image/reference.js';
-import { readVerifiedBlob } from '../verified-blob.js';
+import { readVerifiedBlob, verifiedBlobStream } from '../verified-blob.js';
 import { RepositoryClient, type FetchedManifest } from './client.js';
 import { headerValue } from './http.js';
 import { connectRegistry, describeRegistryReference, type RegistryOptions } from './location.js';
@@ -57,11 +55,9 @@ export class RegistrySource implements ImageSource {
       await res.body.dump();
       throw new ImagegateError('DIGEST_MISMATCH', `${this.description}: blob ${desc.digest} is served as ${length} bytes, but its descriptor declares ${desc.size}`);
     }
-    const out = new PassThrough();
     const ctx = { method: 'GET', what: `pull blob ${desc.digest} from ${this.client.name}`, host: this.client.http.host };
     // A connection lost mid-blob is temporary: the copy driver reads the blob again.
-    pipeline(res.body, new VerifyingStream(desc, 'blob'), out).catch((e: unknown) => out.destroy(isImagegateError(e) ? e : networkError(e, ctx)));
-    return out;
+    return verifiedBlobStream(res.body, desc, (e) => networkError(e, ctx));
   }
 
   readBlob(desc: Descriptor, limit = MAX_MANIFEST_BYTES): Promise<Buffer> {
