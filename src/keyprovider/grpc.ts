@@ -1,5 +1,6 @@
 import { Server, ServerCredentials, status, type ServiceDefinition, type handleUnaryCall } from '@grpc/grpc-js';
 import { ImagegateError, isImagegateError } from '../errors.js';
+import { clearStaleSocket, unixSocketPath } from './stale-socket.js';
 
 /**
  * ocicrypt's gRPC transport for key providers (utils/keyprovider/keyprovider.proto): service
@@ -76,6 +77,8 @@ export async function serveKeyProviderGrpc(address: string, answer: (request: Bu
     );
   };
   server.addService(KEY_PROVIDER_SERVICE, { WrapKey: handle, UnWrapKey: handle });
+  const socket = unixSocketPath(address);
+  if (socket !== undefined) await clearStaleSocket(socket);
   const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
   const bound = address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`);
   return { address: bound, stop: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
