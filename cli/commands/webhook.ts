@@ -9,6 +9,7 @@ import { inClusterApi, kubernetesPullSecrets } from '../../webhook/pull-secrets.
 import { startWebhookServer } from '../../webhook/server.js';
 import { info } from '../run.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
+import { registerWebhookReview } from './webhook-review.js';
 
 interface ServeFlags extends TransferFlags {
   policy: string;
@@ -106,6 +107,7 @@ export function registerWebhook(program: Command): void {
     // Requests are answered; look-ups still hanging on an unresponsive registry must not keep the pod terminating.
     process.exit(0);
   });
+  registerWebhookReview(webhook);
 }
 
 function splitHostPort(text: string): [string, string] {
