@@ -27,6 +27,7 @@ interface ServeFlags extends TransferFlags {
   checkAuthMount?: string;
   checkAudience: string;
   kubeApi?: string;
+  pullSecrets: boolean;
   kubeTokenFile: string;
   kubeCaFile: string;
   certPollMs: string;
@@ -52,6 +53,7 @@ export function registerWebhook(program: Command): void {
     .option('--check-auth-mount <path>', 'node model: the auth mount, when not at the default path')
     .option('--check-audience <aud>', 'node model: audience of the projected token the Vault role accepts', 'vault')
     .option('--kube-api <url>', "Kubernetes API for reading pods' imagePullSecrets (default: in-cluster)")
+    .option('--no-pull-secrets', "never read pods' imagePullSecrets (no Kubernetes API access: RBAC may deny the webhook all secrets)")
     .option('--kube-token-file <file>', 'bearer token for --kube-api', '/var/run/secrets/kubernetes.io/serviceaccount/token')
     .option('--kube-ca-file <file>', 'CA of --kube-api', '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt')
     .option('--cert-poll-ms <ms>', 'how often the certificate files are checked for rotation', '5000');
@@ -60,7 +62,11 @@ export function registerWebhook(program: Command): void {
     const port = parseCount(portText, '--listen port', 0, 65535);
     let policy = await loadPolicyFile(flags.policy);
     const transfer = await transferSettings({ ...flags, quiet: true }, 'webhook');
-    const api = flags.kubeApi !== undefined ? { url: flags.kubeApi, tokenFile: flags.kubeTokenFile, caFile: flags.kubeCaFile } : inClusterApi();
+    const api = !flags.pullSecrets
+      ? undefined
+      : flags.kubeApi !== undefined
+        ? { url: flags.kubeApi, tokenFile: flags.kubeTokenFile, caFile: flags.kubeCaFile }
+        : inClusterApi();
     const resolver = new ImageResolver({
       registry: transfer.source.registry ?? {},
       ...(api !== undefined ? { pullSecrets: kubernetesPullSecrets(api, (m) => info(`imagegate webhook: ${m}`)) } : {}),
