@@ -40,6 +40,9 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   if (req.operation === 'DELETE' || req.operation === 'CONNECT') return skipped('operation');
   const found = podTemplateOf(req.kind.kind, req.object);
   if (found === undefined) return skipped('no pod template');
+  // A label, an annotation or a scale changes no image: judging it again would refuse updates to pods admitted
+  // before the webhook (or a policy change) existed. A pod's other fields that matter here cannot change.
+  if (req.operation === 'UPDATE' && sameImages(found, podTemplateOf(req.kind.kind, req.oldObject))) return skipped('images unchanged');
   // The check container the webhook injected runs imagegate's own image; it is not the workload's to judge.
   const template = { ...found, containers: found.containers.filter((c) => !(c.name.startsWith(IMAGEGATE_CONTAINER_PREFIX) && c.image === deps.check?.image)) };
   if (template.containers.length === 0) return skipped('no containers');
@@ -102,6 +105,12 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     extra.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
   }
   return { response: allow(req.uid, extra), result: passed, rules };
+}
+
+function sameImages(now: PodTemplate, before: PodTemplate | undefined): boolean {
+  if (before === undefined) return false;
+  const images = (t: PodTemplate): string => JSON.stringify(t.containers.map((c) => [c.list, c.name, c.image]));
+  return images(now) === images(before);
 }
 
 /** Resolves every image once, however many containers use it. */

@@ -9,6 +9,8 @@ export interface AdmissionRequest {
   namespace: string;
   operation: 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
   object: JsonObject | undefined;
+  /** The object before an UPDATE, so an update that changes no image is not judged again. */
+  oldObject?: JsonObject;
   dryRun: boolean;
   /** Who asked, for logs. */
   user?: string;
@@ -39,6 +41,7 @@ export function parseAdmissionReview(body: unknown): AdmissionRequest {
   const operation = req.field('operation').string();
   if (!(OPERATIONS as readonly string[]).includes(operation)) throw new ImagegateError('BAD_FORMAT', `${where}: $.request.operation ${JSON.stringify(operation)} is not one of ${OPERATIONS.join(', ')}`);
   const object = req.field('object').value;
+  const oldObject = req.field('oldObject').value;
   const subResource = req.field('subResource').optionalString();
   const user = req.has('userInfo') ? req.field('userInfo').field('username').optionalString() : undefined;
   return {
@@ -48,6 +51,7 @@ export function parseAdmissionReview(body: unknown): AdmissionRequest {
     namespace: req.field('namespace').optionalString() ?? '',
     operation: operation as AdmissionRequest['operation'],
     object: object === undefined || object === null ? undefined : req.field('object').object(),
+    ...(oldObject === undefined || oldObject === null ? {} : { oldObject: req.field('oldObject').object() }),
     dryRun: req.field('dryRun').value === true,
     ...(user !== undefined ? { user } : {}),
   };

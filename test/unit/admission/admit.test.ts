@@ -67,4 +67,22 @@ describe('admit', () => {
     expect((await admit({ ...request, operation: 'DELETE' }, { policy: () => policy(), resolve, budgetMs: 1000 }, true)).result).toBe('skipped');
     expect((await admit({ ...request, kind: { group: '', version: 'v1', kind: 'ConfigMap' } }, { policy: () => policy(), resolve, budgetMs: 1000 }, true)).result).toBe('skipped');
   });
+
+  it('an UPDATE that changes no image is not judged again; one that swaps an image is', async () => {
+    let lookups = 0;
+    const resolve = async (): Promise<ResolvedImage> => {
+      lookups++;
+      return plainImage;
+    };
+    const deps = { policy: () => policy(), resolve, budgetMs: 1000 };
+    const labelled = { ...request, operation: 'UPDATE' as const, object: { ...request.object, metadata: { labels: { team: 'shop' } } }, oldObject: request.object! };
+    expect(await admit(labelled, deps, false)).toMatchObject({ result: 'skipped', rules: ['images unchanged'], response: { allowed: true } });
+    expect(lookups).toBe(0);
+
+    const spec = request.object!.spec as { containers: Array<{ name: string; image: string }> };
+    const swapped = { ...labelled, object: { spec: { containers: [spec.containers[0], { name: 'side', image: 'reg.example/prod/app:2' }] } } };
+    expect((await admit(swapped, deps, false)).result).toBe('denied');
+    const noOld = { ...request, operation: 'UPDATE' as const };
+    expect((await admit(noOld, deps, false)).result, 'without oldObject it is judged').toBe('denied');
+  });
 });
