@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBuiltTool } from '../support/built-tools.js';
+import { findDeployTools, validateManifests } from '../support/deploy-tools.js';
 import { buildOciLayout, randomLayerFiles, type BuiltLayout } from '../support/image-builder.js';
 import { CLI, imagegateOk, layerContentDigests } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
@@ -19,6 +20,7 @@ const RUNTIME = fileURLToPath(new URL('../../deploy/runtime/', import.meta.url))
 const peer = findBuiltTool('build-ocicrypt-peer.sh', 'the ocicrypt peer (skopeo with ocicrypt 1.3)');
 const containerd = requireTool('containerd');
 const ready = Boolean(peer && findOpenBao());
+const deployTools = findDeployTools();
 const KEY = 'node-layers';
 const BINDING = 'registry.example/team/app';
 
@@ -146,5 +148,19 @@ describe.skipIf(!containerd)('deploy/runtime/containerd (containerd 1.6, config 
       expect(table).toContain('env = ["OCICRYPT_KEYPROVIDER_CONFIG=/imagegate-test-marker/ocicrypt_keyprovider.conf"]');
     }
     expect(res.stdout).toMatch(/\[plugins\."io\.containerd\.grpc\.v1\.cri"\.image_decryption\]\s+key_model = "node"/);
+  });
+});
+
+describe.skipIf(!deployTools)('deploy/runtime/kubernetes', () => {
+  it('the key-provider DaemonSet validates against the Kubernetes 1.35 schemas, and serves the registered socket', async () => {
+    const text = await readFile(path.join(RUNTIME, 'kubernetes/keyprovider-daemonset.yaml'), 'utf8');
+    const result = await validateManifests(deployTools!, text);
+    expect(result.ok, result.summary).toBe(true);
+    expect(result.resources.map((r) => r.kind)).toEqual(['ServiceAccount', 'DaemonSet']);
+    // The socket the DaemonSet serves is the one ocicrypt_keyprovider.conf registers, inside the host directory.
+    const conf = JSON.parse(await readFile(path.join(RUNTIME, 'ocicrypt_keyprovider.conf'), 'utf8')) as { 'key-providers': { imagegate: { grpc: string } } };
+    const socket = conf['key-providers'].imagegate.grpc;
+    expect(text).toContain(`"--grpc", "${socket}"`);
+    expect(text).toContain(`path: ${path.dirname(socket.replace('unix://', ''))}\n`);
   });
 });
