@@ -10,6 +10,7 @@ import { registerRewrap } from './commands/rewrap.js';
 import { registerAudit } from './commands/audit.js';
 import { registerWebhook } from './commands/webhook.js';
 import { registerInit } from './commands/init.js';
+import { registerVault } from './commands/vault.js';
 import { reportFailure } from './run.js';
 
 export function buildProgram(): Command {
@@ -43,6 +44,7 @@ Quick start:
   registerAudit(program);
   registerWebhook(program);
   registerInit(program);
+  registerVault(program);
   registerDemo(program);
   for (const c of program.commands) c.exitOverride();
   return program;

@@ -1,7 +1,8 @@
 import { open } from 'node:fs/promises';
-import { parse, YAMLError } from 'yaml';
+import { parse } from 'yaml';
 import { ImagegateError, systemErrorCode } from '../errors.js';
-import { formatError, JsonReader, quote } from '../image/validate.js';
+import { absent, knownFields, present, yamlSyntaxError } from '../image/strict-document.js';
+import { JsonReader, quote } from '../image/validate.js';
 import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeModel } from './types.js';
 
 /**
@@ -36,7 +37,7 @@ export function parsePolicy(text: string, where: string): AdmissionPolicy {
   try {
     doc = parse(text, { prettyErrors: true, uniqueKeys: true });
   } catch (e) {
-    throw yamlError(e, where);
+    throw yamlSyntaxError(e, where, 'BAD_FORMAT');
   }
   if (doc === null || doc === undefined) {
     throw new ImagegateError('BAD_FORMAT', `${where}: the policy document is empty; it needs at least apiVersion, kind and repositories`);
@@ -192,37 +193,6 @@ function allowedKey(k: JsonReader): AllowedKey {
     serviceAccounts.push(glob);
   }
   return { key, minVersion, serviceAccounts };
-}
-
-function yamlError(e: unknown, where: string): ImagegateError {
-  const message = e instanceof Error ? e.message.trimEnd() : String(e);
-  let at = '';
-  if (e instanceof YAMLError && e.linePos !== undefined && !/ at line \d+, column \d+/.test(message)) {
-    at = ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}`;
-  }
-  return new ImagegateError('BAD_FORMAT', `${where}: not valid YAML${at}: ${message}`, { cause: e });
-}
-
-/** Absent or YAML null: the field takes its default. */
-function absent(r: JsonReader): boolean {
-  return r.value === undefined || r.value === null;
-}
-
-function present(r: JsonReader, what: string): JsonReader {
-  if (absent(r)) r.fail(`is missing; it ${what}`);
-  return r;
-}
-
-function knownFields(r: JsonReader, known: readonly string[]): void {
-  for (const name of Object.keys(r.object())) {
-    if (!known.includes(name)) {
-      throw formatError(r.where, fieldPath(r.path, name), `is not a field this build knows; the fields here are ${known.join(', ')}`);
-    }
-  }
-}
-
-function fieldPath(path: string, name: string): string {
-  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? `${path}.${name}` : `${path}[${JSON.stringify(name)}]`;
 }
 
 function oneOf<T extends string>(r: JsonReader, values: readonly T[], fallback: T): T {

@@ -54,6 +54,16 @@ export class VaultSession {
     return this.call(path, what, () => this.client.read(path, this.headers()));
   }
 
+  /** GET that answers undefined when nothing is at the path (404), e.g. a role or policy not created yet. */
+  async readIfPresent<T>(path: string, what: string): Promise<T | undefined> {
+    return this.call(path, what, () =>
+      this.client.read(path, this.headers()).catch((e: unknown) => {
+        if ((e as { response?: { statusCode?: number } }).response?.statusCode === 404) return undefined;
+        throw e;
+      }),
+    );
+  }
+
   /** Logs in now (the first call does it anyway); useful to fail early with a clear error. */
   async ensureLoggedIn(): Promise<void> {
     if (this.token !== undefined && Date.now() < this.expiresAt) return;

@@ -6,7 +6,7 @@
  * unreachable Vault, and the batching promise: one Transit round trip per image.
  */
 import { createSign, generateKeyPairSync } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -21,7 +21,8 @@ import { buildOciLayout, randomLayerFiles, type BuiltLayout } from '../support/i
 import { imagegate, imagegateOk, layerContentDigests } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
-import { requireTool, runOk, skopeo, tempDir, testTempDir } from '../support/tools.js';
+import { startTokenReview, type TokenReviewServer } from '../support/token-review.js';
+import { requireTool, skopeo, tempDir, testTempDir } from '../support/tools.js';
 import { CLUSTER_ISSUER, clusterIssuer, serviceAccountToken as mintToken, type ClusterIssuer } from '../support/service-accounts.js';
 
 const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo') && requireTool('openssl'));
@@ -33,8 +34,8 @@ let work: string;
 let cleanup: (() => Promise<void>) | undefined;
 let src: BuiltLayout;
 let saKey: ClusterIssuer;
-let tokenReview: http.Server;
-const reviewed: string[] = [];
+let tokenReview: TokenReviewServer | undefined;
+let reviewed: string[] = [];
 const env = { ci: {} as Record<string, string>, workload: {} as Record<string, string>, k8s: {} as Record<string, string>, root: {} as Record<string, string> };
 
 function serviceAccountToken(namespace: string, name: string, audience = 'vault'): string {
@@ -84,28 +85,9 @@ beforeAll(async () => {
   env.workload = { VAULT_ADDR: bao.address, IMAGEGATE_VAULT_AUTH: 'jwt', IMAGEGATE_VAULT_ROLE: 'web', IMAGEGATE_VAULT_JWT_FILE: jwtFile };
 
   // Kubernetes auth: Vault asks the "API server" (our TokenReview responder) whether the token is genuine.
-  tokenReview = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      const token = (JSON.parse(body) as { spec: { token: string } }).spec.token;
-      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { sub: string; 'kubernetes.io': { serviceaccount: { uid: string } } };
-      reviewed.push(claims.sub);
-      res.writeHead(201, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenReview',
-        status: { authenticated: true, user: { username: claims.sub, uid: claims['kubernetes.io'].serviceaccount.uid }, audiences: ['vault'] },
-      }));
-    });
-  });
-  await new Promise<void>((r) => tokenReview.listen(0, '127.0.0.1', r));
-  const reviewHost = `http://127.0.0.1:${(tokenReview.address() as AddressInfo).port}`;
-  // The responder speaks plain HTTP, but the method insists on a CA certificate when it is not running in a pod.
-  const caKey = path.join(work, 'k8s-ca.key');
-  const caCert = path.join(work, 'k8s-ca.crt');
-  await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCert, '-days', '1', '-subj', '/CN=imagegate-test-cluster']);
-  await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: reviewHost, kubernetes_ca_cert: await readFile(caCert, 'utf8'), disable_local_ca_jwt: true });
+  tokenReview = await startTokenReview();
+  reviewed = tokenReview.reviewed;
+  await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: tokenReview.host, kubernetes_ca_cert: tokenReview.caCert, disable_local_ca_jwt: true });
   await bao.api('POST', 'auth/kubernetes/role/node', {
     bound_service_account_names: ['imagegate-node'],
     bound_service_account_namespaces: ['imagegate'],
@@ -121,7 +103,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await bao?.stop();
   await reg?.stop();
-  await new Promise((r) => (tokenReview ? tokenReview.close(r) : r(undefined)));
+  await tokenReview?.close();
   await cleanup?.();
 });
 

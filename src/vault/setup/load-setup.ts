@@ -1,0 +1,395 @@
+import { createPublicKey, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { parse } from 'yaml';
+import { ImagegateError, systemErrorCode } from '../../errors.js';
+import { absent, knownFields, present, yamlSyntaxError } from '../../image/strict-document.js';
+import { formatError, JsonReader, quote } from '../../image/validate.js';
+import {
+  VAULT_SETUP_API_VERSIONS,
+  VAULT_SETUP_KIND,
+  type CiRole,
+  type GitHubBinding,
+  type GitLabBinding,
+  type JwtKeySource,
+  type JwtMount,
+  type TokenLifetime,
+  type TransitKeySpec,
+  type VaultSetup,
+  type WorkloadRole,
+} from './types.js';
+
+/**
+ * Reads a Vault setup document (YAML) into a validated {@link VaultSetup}.
+ *
+ * Strict like the admission policy: every field is checked and named by its path (`$.ci.roles[0].github.audience`)
+ * when it is wrong, and a field this build does not know is an error. A misspelt `refProtected` silently ignored
+ * would hand a key to every branch of a project.
+ *
+ * Defaults: `transit.mount: transit`; GitHub mount `jwt-github` with issuer `https://token.actions.githubusercontent.com`;
+ * GitLab mount `jwt-gitlab`; `refProtected: true`; Kubernetes auth mount `kubernetes`; workload JWT mount
+ * `jwt-kubernetes`; workload audience `vault`; node AppRole `approle`/`imagegate-node`; webhook role
+ * `imagegate-webhook`; a JWT mount without a key source discovers its issuer (`oidcDiscoveryUrl` = issuer).
+ * Token lifetimes: CI and workloads 10m (max = tokenTtl), nodes 10m (max 1h), webhook 20m (max 24h).
+ */
+
+export const MAX_SETUP_BYTES = 1024 * 1024;
+export const GITHUB_ACTIONS_ISSUER = 'https://token.actions.githubusercontent.com';
+
+// The characters Vault path segments may use unencoded (node-vault does not encode paths).
+const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+// Kubernetes names: namespaces and service accounts (RFC 1123 subdomain, as ServiceAccount names allow).
+const K8S_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
+const CIDR = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/;
+
+export function parseVaultSetup(text: string, where: string): VaultSetup {
+  let doc: unknown;
+  try {
+    doc = parse(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    throw yamlSyntaxError(e, where, 'USAGE');
+  }
+  if (doc === null || doc === undefined) throw new ImagegateError('USAGE', `${where}: the setup document is empty; it needs apiVersion, kind and transit`);
+  try {
+    return readSetup(new JsonReader(where, doc));
+  } catch (e) {
+    // A bad setup document is the caller's input to fix: exit 2, like a bad flag.
+    if (e instanceof ImagegateError && e.code === 'BAD_FORMAT') throw new ImagegateError('USAGE', e.message);
+    throw e;
+  }
+}
+
+export async function loadVaultSetupFile(file: string): Promise<VaultSetup> {
+  let text: string;
+  try {
+    const bytes = await readFile(file);
+    if (bytes.length > MAX_SETUP_BYTES) throw new ImagegateError('USAGE', `${file}: the setup document is ${bytes.length} bytes; more than 1 MiB is refused`);
+    text = bytes.toString('utf8');
+  } catch (e) {
+    if (e instanceof ImagegateError) throw e;
+    const code = systemErrorCode(e);
+    if (code === 'ENOENT') throw new ImagegateError('USAGE', `setup file ${file} does not exist`);
+    throw new ImagegateError('USAGE', `cannot read setup file ${file} (${code ?? String(e)})`);
+  }
+  return parseVaultSetup(text, file);
+}
+
+function readSetup(root: JsonReader): VaultSetup {
+  root.object();
+  const apiVersion = present(root.field('apiVersion'), `must be ${VAULT_SETUP_API_VERSIONS.join(' or ')}`).string();
+  if (!(VAULT_SETUP_API_VERSIONS as readonly string[]).includes(apiVersion)) {
+    root.field('apiVersion').fail(`is ${quote(apiVersion)}, a version this build does not read; it reads ${VAULT_SETUP_API_VERSIONS.join(', ')}`);
+  }
+  const kind = present(root.field('kind'), `must be ${VAULT_SETUP_KIND}`).string();
+  if (kind !== VAULT_SETUP_KIND) root.field('kind').fail(`must be ${VAULT_SETUP_KIND}, got ${quote(kind)}`);
+  knownFields(root, ['apiVersion', 'kind', 'transit', 'ci', 'workloads', 'nodes', 'webhook', 'operators']);
+
+  const transitReader = present(root.field('transit'), 'says which Transit mount and keys imagegate uses');
+  knownFields(transitReader, ['mount', 'keys']);
+  const transitMount = mountPath(transitReader.field('mount'), 'transit');
+  const keys: TransitKeySpec[] = [];
+  const keyNames = new Set<string>();
+  const keysReader = present(transitReader.field('keys'), 'must list the Transit keys, e.g. [{name: shop-layers}]');
+  if (keysReader.array().length === 0) keysReader.fail('must list at least one Transit key');
+  for (const k of keysReader.array()) {
+    knownFields(k, ['name', 'autoRotatePeriod']);
+    const name = segment(present(k.field('name'), 'names the Transit key'));
+    if (keyNames.has(name)) k.field('name').fail(`repeats key ${quote(name)}`);
+    keyNames.add(name);
+    const period = k.field('autoRotatePeriod');
+    const autoRotatePeriod = absent(period) ? undefined : duration(period);
+    if (autoRotatePeriod !== undefined && autoRotatePeriod !== 0 && autoRotatePeriod < 3600) period.fail(`must be 0 (off) or at least 1h, as Transit requires; got ${quote(period.value)}`);
+    keys.push({ name, ...(autoRotatePeriod !== undefined ? { autoRotatePeriod } : {}) });
+  }
+  const keyList = (r: JsonReader, all: boolean): string[] => {
+    if (absent(r)) {
+      if (all) return [...keyNames];
+      r.fail('must list the Transit keys (names from $.transit.keys)');
+    }
+    const names = r.array().map((item) => {
+      const name = item.string();
+      if (!keyNames.has(name)) item.fail(`names key ${quote(name)}, which is not in $.transit.keys (${[...keyNames].join(', ')})`);
+      return name;
+    });
+    if (names.length === 0) r.fail('must list at least one Transit key');
+    return [...new Set(names)];
+  };
+
+  const setup: VaultSetup = { apiVersion: apiVersion as VaultSetup['apiVersion'], kind: VAULT_SETUP_KIND, transit: { mount: transitMount, keys } };
+  const authMounts = new Map<string, string>();
+  const claimMount = (r: JsonReader, mount: string): void => {
+    const earlier = authMounts.get(mount);
+    if (earlier !== undefined) r.fail(`uses auth mount ${quote(mount)}, which ${earlier} uses already; one mount backs one issuer or method`);
+    authMounts.set(mount, r.path);
+  };
+
+  const ciReader = root.field('ci');
+  if (!absent(ciReader)) {
+    knownFields(ciReader, ['github', 'gitlab', 'tokenTtl', 'tokenMaxTtl', 'roles']);
+    const gh = ciReader.field('github');
+    const gl = ciReader.field('gitlab');
+    const github = absent(gh) ? undefined : jwtMount(gh, { mount: 'jwt-github', issuer: GITHUB_ACTIONS_ISSUER, issuerField: 'issuer' });
+    const gitlab = absent(gl) ? undefined : jwtMount(gl, { mount: 'jwt-gitlab', issuerField: 'url' });
+    if (github !== undefined) claimMount(gh.field('mount'), github.mount);
+    if (gitlab !== undefined) claimMount(gl.field('mount'), gitlab.mount);
+    const roles: CiRole[] = [];
+    const names = new Set<string>();
+    for (const r of present(ciReader.field('roles'), 'lists the CI pipelines that may wrap layer keys').array()) {
+      knownFields(r, ['name', 'keys', 'github', 'gitlab']);
+      const name = uniqueName(r.field('name'), names);
+      const roleKeys = keyList(r.field('keys'), false);
+      const hasGh = !absent(r.field('github'));
+      const hasGl = !absent(r.field('gitlab'));
+      if (hasGh === hasGl) r.fail('needs exactly one of github or gitlab');
+      if (hasGh && github === undefined) r.field('github').fail('needs $.ci.github (the GitHub Actions auth mount)');
+      if (hasGl && gitlab === undefined) r.field('gitlab').fail('needs $.ci.gitlab (the GitLab auth mount)');
+      roles.push({ name, keys: roleKeys, provider: hasGh ? { github: githubBinding(r.field('github')) } : { gitlab: gitlabBinding(r.field('gitlab')) } });
+    }
+    setup.ci = { ...(github !== undefined ? { github } : {}), ...(gitlab !== undefined ? { gitlab } : {}), token: lifetime(ciReader, 600, (ttl) => ttl), roles };
+  }
+
+  const wlReader = root.field('workloads');
+  let workloadAudience = 'vault';
+  if (!absent(wlReader)) {
+    knownFields(wlReader, ['kubernetes', 'jwt', 'audience', 'tokenTtl', 'tokenMaxTtl', 'roles']);
+    const k8s = wlReader.field('kubernetes');
+    const jw = wlReader.field('jwt');
+    if (absent(k8s) && absent(jw)) wlReader.fail('needs kubernetes (Kubernetes auth) or jwt (JWT auth with the cluster issuer), or both');
+    let kubernetes: NonNullable<VaultSetup['workloads']>['kubernetes'];
+    if (!absent(k8s)) {
+      knownFields(k8s, ['mount', 'host', 'caCert', 'disableLocalCaJwt']);
+      const host = url(present(k8s.field('host'), 'is the API server Vault sends TokenReviews to, e.g. https://kubernetes.default.svc'));
+      const caCert = pem(k8s.field('caCert'), 'certificate');
+      const disable = k8s.field('disableLocalCaJwt');
+      if (!absent(disable) && typeof disable.value !== 'boolean') disable.fail(`must be true or false, got ${quote(disable.value)}`);
+      kubernetes = { mount: mountPath(k8s.field('mount'), 'kubernetes'), host, ...(caCert !== undefined ? { caCert } : {}), disableLocalCaJwt: disable.value === true };
+      claimMount(k8s.field('mount'), kubernetes.mount);
+    }
+    const jwt = absent(jw) ? undefined : jwtMount(jw, { mount: 'jwt-kubernetes', issuerField: 'issuer' });
+    if (jwt !== undefined) claimMount(jw.field('mount'), jwt.mount);
+    const aud = wlReader.field('audience');
+    if (!absent(aud)) workloadAudience = nonEmpty(aud);
+    const roles: WorkloadRole[] = [];
+    const names = new Set<string>();
+    for (const r of present(wlReader.field('roles'), 'lists the workloads that may unwrap layer keys').array()) {
+      knownFields(r, ['name', 'namespaces', 'serviceAccounts', 'keys', 'audience']);
+      const name = uniqueName(r.field('name'), names);
+      const roleAudience = r.field('audience');
+      roles.push({
+        name,
+        namespaces: k8sNames(present(r.field('namespaces'), 'lists the namespaces of the service accounts')),
+        serviceAccounts: k8sNames(present(r.field('serviceAccounts'), 'lists the service-account names')),
+        keys: keyList(r.field('keys'), false),
+        audience: absent(roleAudience) ? workloadAudience : nonEmpty(roleAudience),
+      });
+    }
+    setup.workloads = { ...(kubernetes !== undefined ? { kubernetes } : {}), ...(jwt !== undefined ? { jwt } : {}), token: lifetime(wlReader, 600, (ttl) => ttl), roles };
+  }
+
+  const nodesReader = root.field('nodes');
+  if (!absent(nodesReader)) {
+    knownFields(nodesReader, ['mount', 'role', 'keys', 'tokenTtl', 'tokenMaxTtl', 'secretIdTtl', 'boundCidrs']);
+    const mount = mountPath(nodesReader.field('mount'), 'approle');
+    claimMount(nodesReader.field('mount'), mount);
+    const role = nodesReader.field('role');
+    const secretIdTtl = nodesReader.field('secretIdTtl');
+    const cidrs = nodesReader.field('boundCidrs');
+    setup.nodes = {
+      mount,
+      role: absent(role) ? 'imagegate-node' : segment(role),
+      keys: keyList(nodesReader.field('keys'), false),
+      token: lifetime(nodesReader, 600, (ttl) => Math.max(ttl, 3600)),
+      secretIdTtl: absent(secretIdTtl) ? 0 : duration(secretIdTtl),
+      boundCidrs: cidrs.optionalArray().map((c) => {
+        const s = c.string();
+        if (!CIDR.test(s)) c.fail(`must be a CIDR such as 10.0.0.0/8, got ${quote(s)}`);
+        return s;
+      }),
+    };
+  }
+
+  const whReader = root.field('webhook');
+  if (!absent(whReader)) {
+    knownFields(whReader, ['namespace', 'serviceAccount', 'role', 'keys', 'audience', 'tokenTtl', 'tokenMaxTtl']);
+    const workloads = setup.workloads;
+    if (workloads === undefined) throw formatError(whReader.where, whReader.path, 'needs $.workloads with kubernetes or jwt: the webhook logs in with its service account like a workload');
+    const role = whReader.field('role');
+    const roleName = absent(role) ? 'imagegate-webhook' : segment(role);
+    if (workloads.roles.some((w) => w.name === roleName)) (absent(role) ? whReader : role).fail(`role ${quote(roleName)} is also the name of a workload role; rename one`);
+    const aud = whReader.field('audience');
+    setup.webhook = {
+      namespace: k8sName(present(whReader.field('namespace'), "is the webhook's namespace")),
+      serviceAccount: k8sName(present(whReader.field('serviceAccount'), "is the webhook's service account")),
+      role: roleName,
+      keys: keyList(whReader.field('keys'), true),
+      audience: absent(aud) ? workloadAudience : nonEmpty(aud),
+      token: lifetime(whReader, 1200, (ttl) => Math.max(ttl, 86400)),
+    };
+  }
+
+  const opReader = root.field('operators');
+  if (!absent(opReader)) {
+    knownFields(opReader, ['keys']);
+    setup.operators = { keys: keyList(opReader.field('keys'), true) };
+  }
+  return setup;
+}
+
+function jwtMount(r: JsonReader, defaults: { mount: string; issuer?: string; issuerField: 'issuer' | 'url' }): JwtMount {
+  knownFields(r, ['mount', defaults.issuerField, 'oidcDiscoveryUrl', 'oidcDiscoveryCaPem', 'jwksUrl', 'jwksCaPem', 'jwtValidationPubkeys']);
+  const mount = mountPath(r.field('mount'), defaults.mount);
+  const issuerReader = r.field(defaults.issuerField);
+  const issuer = absent(issuerReader) && defaults.issuer !== undefined ? defaults.issuer : url(present(issuerReader, 'is the issuer every token must name (iss)'));
+  const discovery = r.field('oidcDiscoveryUrl');
+  const jwks = r.field('jwksUrl');
+  const pubkeys = r.field('jwtValidationPubkeys');
+  const given = [discovery, jwks, pubkeys].filter((f) => !absent(f));
+  if (given.length > 1) given[1]!.fail(`cannot be combined with ${given[0]!.path}: Vault takes exactly one of oidcDiscoveryUrl, jwksUrl and jwtValidationPubkeys`);
+  if (!absent(r.field('oidcDiscoveryCaPem')) && (!absent(jwks) || !absent(pubkeys))) r.field('oidcDiscoveryCaPem').fail('belongs to oidcDiscoveryUrl');
+  if (!absent(r.field('jwksCaPem')) && absent(jwks)) r.field('jwksCaPem').fail('belongs to jwksUrl');
+  const discoveryCa = pem(r.field('oidcDiscoveryCaPem'), 'certificate');
+  const jwksCa = pem(r.field('jwksCaPem'), 'certificate');
+  let keys: JwtKeySource;
+  if (!absent(jwks)) keys = { jwksUrl: url(jwks), ...(jwksCa !== undefined ? { jwksCaPem: jwksCa } : {}) };
+  else if (!absent(pubkeys)) {
+    const list = pubkeys.array().map((p) => pem(p, 'key')!);
+    if (list.length === 0) pubkeys.fail('must list at least one PEM public key');
+    keys = { jwtValidationPubkeys: list };
+  } else keys = { oidcDiscoveryUrl: absent(discovery) ? issuer : url(discovery), ...(discoveryCa !== undefined ? { oidcDiscoveryCaPem: discoveryCa } : {}) };
+  return { mount, issuer, keys };
+}
+
+function githubBinding(r: JsonReader): GitHubBinding {
+  knownFields(r, ['repository', 'ref', 'environment', 'jobWorkflowRef', 'audience']);
+  const repository = present(r.field('repository'), 'is OWNER/REPO').string();
+  if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(repository)) r.field('repository').fail(`must be OWNER/REPO, got ${quote(repository)}`);
+  const ref = optionalNonEmpty(r.field('ref'));
+  if (ref !== undefined && !ref.startsWith('refs/')) r.field('ref').fail(`must be a full ref such as refs/heads/main or refs/tags/v1, got ${quote(ref)}`);
+  const environment = optionalNonEmpty(r.field('environment'));
+  const jobWorkflowRef = optionalNonEmpty(r.field('jobWorkflowRef'));
+  return {
+    repository,
+    ...(ref !== undefined ? { ref } : {}),
+    ...(environment !== undefined ? { environment } : {}),
+    ...(jobWorkflowRef !== undefined ? { jobWorkflowRef } : {}),
+    audience: nonEmpty(present(r.field('audience'), 'is the audience the workflow asks for (IMAGEGATE_VAULT_AUDIENCE), e.g. https://vault.example')),
+  };
+}
+
+function gitlabBinding(r: JsonReader): GitLabBinding {
+  knownFields(r, ['projectPath', 'projectId', 'refProtected', 'ref', 'refType', 'environment', 'audience']);
+  const pathReader = r.field('projectPath');
+  const idReader = r.field('projectId');
+  if (absent(pathReader) === absent(idReader)) r.fail('needs exactly one of projectPath (group/project) or projectId');
+  let project: GitLabBinding['project'];
+  if (!absent(pathReader)) {
+    const path = pathReader.string();
+    if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)+$/.test(path)) pathReader.fail(`must be GROUP[/SUBGROUP…]/PROJECT, got ${quote(path)}`);
+    project = { path };
+  } else {
+    const id = idReader.integer();
+    if (id < 1) idReader.fail(`must be a positive project ID, got ${id}`);
+    project = { id };
+  }
+  const protectedReader = r.field('refProtected');
+  if (!absent(protectedReader) && typeof protectedReader.value !== 'boolean') protectedReader.fail(`must be true or false, got ${quote(protectedReader.value)}`);
+  const refTypeReader = r.field('refType');
+  if (!absent(refTypeReader) && refTypeReader.value !== 'branch' && refTypeReader.value !== 'tag') refTypeReader.fail(`must be branch or tag, got ${quote(refTypeReader.value)}`);
+  const ref = optionalNonEmpty(r.field('ref'));
+  const environment = optionalNonEmpty(r.field('environment'));
+  return {
+    project,
+    refProtected: protectedReader.value !== false,
+    ...(ref !== undefined ? { ref } : {}),
+    ...(!absent(refTypeReader) ? { refType: refTypeReader.value as 'branch' | 'tag' } : {}),
+    ...(environment !== undefined ? { environment } : {}),
+    audience: nonEmpty(present(r.field('audience'), 'is the aud of the job\'s id_tokens entry, e.g. https://vault.example')),
+  };
+}
+
+function lifetime(r: JsonReader, ttl: number, maxTtl: (ttl: number) => number): TokenLifetime {
+  const t = r.field('tokenTtl');
+  const m = r.field('tokenMaxTtl');
+  const tokenTtl = absent(t) ? ttl : duration(t);
+  if (tokenTtl === 0) t.fail('must be more than 0s');
+  const token = { ttl: tokenTtl, maxTtl: absent(m) ? maxTtl(tokenTtl) : duration(m) };
+  if (token.maxTtl < token.ttl) m.fail(`must be at least tokenTtl (${token.ttl}s), got ${quote(m.value)}`);
+  return token;
+}
+
+/** Seconds, from Vault's duration forms: `720h`, `1h30m`, `30d`, `90s`, or a number of seconds. */
+function duration(r: JsonReader): number {
+  if (typeof r.value === 'number' && Number.isSafeInteger(r.value) && r.value >= 0) return r.value;
+  const m = typeof r.value === 'string' && r.value !== '' ? DURATION.exec(r.value) : null;
+  if (m === null) r.fail(`must be a duration such as 10m, 720h or 30d (or whole seconds), got ${quote(r.value)}`);
+  const [d, h, min, s] = m.slice(1).map((v) => Number(v ?? 0)) as [number, number, number, number];
+  return ((d * 24 + h) * 60 + min) * 60 + s;
+}
+
+function mountPath(r: JsonReader, fallback: string): string {
+  if (absent(r)) return fallback;
+  const text = r.string().replace(/\/+$/, '');
+  if (!text.split('/').every((p) => PATH_SEGMENT.test(p))) r.fail(`must be a mount path of letters, digits, ".", "_" and "-" segments, got ${quote(r.value)}`);
+  return text;
+}
+
+function segment(r: JsonReader): string {
+  const s = r.string();
+  if (!PATH_SEGMENT.test(s)) r.fail(`must be letters, digits, ".", "_" and "-", starting with a letter or digit, got ${quote(s)}`);
+  return s;
+}
+
+function uniqueName(r: JsonReader, seen: Set<string>): string {
+  const name = segment(present(r, 'names the Vault role'));
+  if (seen.has(name)) r.fail(`repeats role ${quote(name)}`);
+  seen.add(name);
+  return name;
+}
+
+function k8sName(r: JsonReader): string {
+  const s = r.string();
+  if (!K8S_NAME.test(s) || s.length > 253) r.fail(`must be a Kubernetes name (lower-case letters, digits, "-" and "."), got ${quote(s)}`);
+  return s;
+}
+
+function k8sNames(r: JsonReader): string[] {
+  const names = r.array().map(k8sName);
+  if (names.length === 0) r.fail('must list at least one name');
+  return [...new Set(names)];
+}
+
+function url(r: JsonReader): string {
+  const s = r.string();
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return r.fail(`must be a URL, got ${quote(s)}`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') r.fail(`must be an https:// URL, got ${quote(s)}`);
+  return s;
+}
+
+/** A PEM block, checked with the platform's own parser: a public key (`key`) or CA certificates (`certificate`). */
+function pem(r: JsonReader, kind: 'key' | 'certificate'): string | undefined {
+  if (absent(r)) return undefined;
+  const s = r.string().trim();
+  if (!/^-----BEGIN [A-Z ]+-----\n[\s\S]+\n-----END [A-Z ]+-----$/.test(s)) r.fail('must be a PEM block (-----BEGIN …----- … -----END …-----)');
+  try {
+    if (kind === 'key') createPublicKey(s);
+    else for (const block of s.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [s]) new X509Certificate(block);
+  } catch (e) {
+    r.fail(`is not a PEM ${kind === 'key' ? 'public key' : 'certificate'} (${(e as Error).message})`);
+  }
+  return `${s}\n`;
+}
+
+function nonEmpty(r: JsonReader): string {
+  const s = r.string();
+  if (s.trim() === '') r.fail('must not be empty');
+  return s;
+}
+
+function optionalNonEmpty(r: JsonReader): string | undefined {
+  return absent(r) ? undefined : nonEmpty(r);
+}
