@@ -1,6 +1,6 @@
 import { unwatchFile, watchFile } from 'node:fs';
 import type { Command } from 'commander';
-import type { CheckContainerSettings } from '../../src/admission/check-container.js';
+import { roleTemplateProblem, type CheckContainerSettings } from '../../src/admission/check-container.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import { ImagegateError } from '../../src/errors.js';
 import { loadPolicyFile } from '../../src/policy/load-policy.js';
@@ -48,7 +48,7 @@ export function registerWebhook(program: Command): void {
     .option('--cache-size <n>', 'images remembered at most', '2000')
     .option('--check-image <image>', "node model: imagegate's own image (by digest) for the injected `init --check` container")
     .option('--check-vault-addr <url>', 'node model: Vault address the check container uses')
-    .option('--check-vault-role <role>', 'node model: Vault role pods log in as')
+    .option('--check-vault-role <role>', 'Vault role pods log in as; {namespace} and {serviceAccount} stand for the pod\'s, e.g. {namespace} for one role per team')
     .option('--check-vault-auth <method>', 'node model: jwt or kubernetes', 'jwt')
     .option('--check-auth-mount <path>', 'node model: the auth mount, when not at the default path')
     .option('--check-audience <aud>', 'node model: audience of the projected token the Vault role accepts', 'vault')
@@ -128,6 +128,8 @@ function checkSettings(flags: ServeFlags): CheckContainerSettings | undefined {
     throw new ImagegateError('USAGE', '--check-image needs --check-vault-addr and --check-vault-role (the Vault the check container asks, and the role pods log in as)');
   }
   if (flags.checkVaultAuth !== 'jwt' && flags.checkVaultAuth !== 'kubernetes') throw new ImagegateError('USAGE', '--check-vault-auth must be jwt or kubernetes');
+  const roleProblem = roleTemplateProblem(flags.checkVaultRole);
+  if (roleProblem !== undefined) throw new ImagegateError('USAGE', `--check-vault-role ${roleProblem}`);
   return {
     image: flags.checkImage,
     vaultAddress: flags.checkVaultAddr,

@@ -2,7 +2,7 @@ import { ImagegateError } from '../errors.js';
 import type { JsonObject } from '../image/validate.js';
 import { evaluate } from '../policy/evaluate.js';
 import type { AdmissionPolicy, ContainerFacts, Decision } from '../policy/types.js';
-import { CHECK_CONTAINER_NAME, IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, tokenVolume, unpackContainer, type CheckContainerSettings } from './check-container.js';
+import { CHECK_CONTAINER_NAME, IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, forPod, tokenVolume, unpackContainer, type CheckContainerSettings } from './check-container.js';
 import type { ResolvedImage } from './image-facts.js';
 import { allow, deny, type AdmissionRequest, type AdmissionResponse } from './review.js';
 import { podTemplateOf, type PodTemplate } from './workload.js';
@@ -69,12 +69,14 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   const warnings = decision.mode === 'warn' ? decision.violations.map((v) => `${v.message} (${v.rule}; ${v.remedy})`) : [];
   const passed: AdmissionOutcome['result'] = decision.violations.length === 0 ? 'allowed' : decision.mode === 'audit' ? 'audited' : 'warned';
   const protectedImages = facts.filter((f) => decision.protectedBy[f.name] !== undefined && f.platforms.some((p) => p.encryptedLayers > 0));
-  const needsCheck = isPod && policy.runtimeModel === 'node' && deps.check !== undefined && protectedImages.length > 0;
+  // The Vault role may name the pod's identity ({namespace}, {serviceAccount}): one role per team, as vault setup makes.
+  const check = deps.check !== undefined ? forPod(deps.check, req.namespace, template.serviceAccount) : undefined;
+  const needsCheck = isPod && policy.runtimeModel === 'node' && check !== undefined && protectedImages.length > 0;
 
   if (!mutate) {
     if (needsCheck) {
       const images = [...new Set(protectedImages.map((f) => `${f.repository}@${f.digest}`))];
-      const broken = checkIsIntact(template.spec, checkContainer(deps.check!, images), tokenVolume(deps.check!));
+      const broken = checkIsIntact(template.spec, checkContainer(check!, images), tokenVolume(check!));
       if (broken !== undefined) {
         return { response: deny(req.uid, `imagegate: ${broken}; pods running protected images must keep it as the webhook injected it (node runtime model)`), result: 'denied', rules: ['check-container'] };
       }
@@ -83,7 +85,7 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   }
 
   // Pod model: protected, encrypted images run as their plaintext base, with the rest unpacked by imagegate init.
-  const podModel = isPod && policy.runtimeModel === 'pod' && deps.check !== undefined ? protectedImages : [];
+  const podModel = isPod && policy.runtimeModel === 'pod' && check !== undefined ? protectedImages : [];
   for (const f of podModel) {
     if (f.list !== 'containers' || resolved.get(f.image)?.pod === undefined) {
       const why = f.list !== 'containers' ? `${f.list} cannot run encrypted images in the pod model` : 'it was not encrypted for the pod model';
@@ -97,8 +99,8 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   // Workloads get early feedback only; their pods are mutated when they are created.
   // Containers the pod model swaps to their base are not pinned to the encrypted image first.
   const swapped = new Set(podModel.map((f) => f.name));
-  const patch = isPod ? podPatch(template, facts, needsCheck ? deps.check : undefined, protectedImages, swapped) : [];
-  if (podModel.length > 0) patch.push(...podModelPatch(template, podModel, resolved, deps.check!));
+  const patch = isPod ? podPatch(template, facts, needsCheck ? check : undefined, protectedImages, swapped) : [];
+  if (podModel.length > 0) patch.push(...podModelPatch(template, podModel, resolved, check!));
   const extra: Partial<AdmissionResponse> = warnings.length > 0 ? { warnings } : {};
   if (patch.length > 0) {
     extra.patchType = 'JSONPatch';

@@ -8,10 +8,27 @@ export interface CheckContainerSettings {
   /** Vault auth the pod's identity uses: JWT auth with the cluster's issuer keys, or Kubernetes auth. */
   authMethod: 'jwt' | 'kubernetes';
   authMount?: string;
-  /** The Vault role workloads log in as. */
+  /** The Vault role workloads log in as; `{namespace}` and `{serviceAccount}` stand for the pod's (see forPod). */
   vaultRole: string;
   /** Audience of the projected service-account token the Vault role expects. */
   audience: string;
+}
+
+const ROLE_PLACEHOLDER = /\{(namespace|serviceAccount)\}/g;
+
+/** Checks a role template once, at start-up: only `{namespace}` and `{serviceAccount}` may appear in braces. */
+export function roleTemplateProblem(role: string): string | undefined {
+  const rest = role.replace(ROLE_PLACEHOLDER, '');
+  return /[{}]/.test(rest) ? `${JSON.stringify(role)} may use only {namespace} and {serviceAccount} as placeholders` : undefined;
+}
+
+/**
+ * The settings for one pod: a role template becomes that pod's role, e.g. `{namespace}` → `shop`, so each team's
+ * pods log in as its own Vault role (one `imagegate vault setup` workload role per namespace) under one webhook.
+ */
+export function forPod(settings: CheckContainerSettings, namespace: string, serviceAccount: string): CheckContainerSettings {
+  const vaultRole = settings.vaultRole.replace(ROLE_PLACEHOLDER, (_, name: string) => (name === 'namespace' ? namespace : serviceAccount));
+  return vaultRole === settings.vaultRole ? settings : { ...settings, vaultRole };
 }
 
 /** Containers the webhook injects are named with this prefix and run imagegate's own image. */

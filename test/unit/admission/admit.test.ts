@@ -85,4 +85,33 @@ describe('admit', () => {
     const noOld = { ...request, operation: 'UPDATE' as const };
     expect((await admit(noOld, deps, false)).result, 'without oldObject it is judged').toBe('denied');
   });
+
+  it('the injected check logs in as the role the template names for the pod, and the validating hook holds it to that', async () => {
+    const encrypted: ResolvedImage = { ...plainImage, platforms: [{ layers: 2, encryptedLayers: 2, schemes: ['jwe'], vaultKeys: [] }] };
+    const check = { image: `reg.example/imagegate@${digest}`, vaultAddress: 'https://vault:8200', authMethod: 'jwt' as const, vaultRole: '{namespace}-{serviceAccount}', audience: 'vault' };
+    const deps = { policy: () => policy(), resolve: async () => encrypted, budgetMs: 1000, check };
+    const pod = { ...request, object: { spec: { serviceAccountName: 'api', containers: [{ name: 'web', image: 'reg.example/prod/app:1' }] } } };
+    const mutated = await admit(pod, deps, true);
+    const ops = JSON.parse(Buffer.from(mutated.response.patch!, 'base64').toString()) as Array<{ path: string; value: any }>;
+    const init = ops.find((o) => o.path.endsWith('/initContainers'))!.value[0];
+    expect(init.env).toContainEqual({ name: 'IMAGEGATE_VAULT_ROLE', value: 'shop-api' });
+
+    const volumes = ops.find((o) => o.path.endsWith('/volumes'))!.value;
+    const spec = { ...pod.object.spec, initContainers: [init], volumes };
+    expect((await admit({ ...pod, object: { spec } }, deps, false)).result).toBe('allowed');
+    const otherRole = { ...init, env: init.env.map((e: { name: string }) => (e.name === 'IMAGEGATE_VAULT_ROLE' ? { ...e, value: 'billing-api' } : e)) };
+    const tampered = await admit({ ...pod, object: { spec: { ...spec, initContainers: [otherRole] } } }, deps, false);
+    expect(tampered).toMatchObject({ result: 'denied', rules: ['check-container'] });
+  });
+});
+
+describe('check role templates', () => {
+  it('accept {namespace} and {serviceAccount} only', async () => {
+    const { roleTemplateProblem, forPod } = await import('../../../src/admission/check-container.js');
+    expect(roleTemplateProblem('{namespace}')).toBeUndefined();
+    expect(roleTemplateProblem('workloads')).toBeUndefined();
+    expect(roleTemplateProblem('{ns}')).toMatch(/only \{namespace\} and \{serviceAccount\}/);
+    const base = { image: 'i', vaultAddress: 'a', authMethod: 'jwt' as const, vaultRole: 'workloads', audience: 'vault' };
+    expect(forPod(base, 'shop', 'api')).toBe(base);
+  });
 });
