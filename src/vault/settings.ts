@@ -111,11 +111,18 @@ async function githubActionsIdToken(requestUrl: string, bearer: string, audience
   const url = new URL(requestUrl);
   if (audience !== undefined) url.searchParams.set('audience', audience);
   const res = await request(url, { headers: { authorization: `bearer ${bearer}`, accept: 'application/json' } });
-  const body = (await res.body.json()) as { value?: unknown };
-  if (res.statusCode !== 200 || typeof body.value !== 'string') {
+  // A refusal may come with an empty or HTML body: read it as text, so the status is what the user is told about.
+  const text = await res.body.text();
+  let value: unknown;
+  try {
+    value = (JSON.parse(text) as { value?: unknown }).value;
+  } catch {
+    value = undefined;
+  }
+  if (res.statusCode !== 200 || typeof value !== 'string') {
     throw new ImagegateError('AUTH', `GitHub Actions refused an ID token (HTTP ${res.statusCode}); the workflow needs "permissions: id-token: write"`);
   }
-  return body.value;
+  return value;
 }
 
 async function readSecretFile(file: string, what: string): Promise<string> {
