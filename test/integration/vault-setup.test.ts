@@ -10,7 +10,7 @@
  *   auth with a TokenReview responder standing in for the API server;
  * - nodes: AppRole; the webhook: JWT auth, key metadata only.
  */
-import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +23,7 @@ import { generateSetup, type SetupItem } from '../../src/vault/setup/generate.js
 import { parseVaultSetup } from '../../src/vault/setup/load-setup.js';
 import { Transit } from '../../src/vault/transit.js';
 import { VaultSession } from '../../src/vault/vault-session.js';
+import { gitlabCiToken, githubActionsToken } from '../support/ci-identities.js';
 import { buildOciLayout, type BuiltLayout } from '../support/image-builder.js';
 import { imagegate, imagegateOk, layerContentDigests } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
@@ -47,40 +48,12 @@ let src: BuiltLayout;
 let setupFile: string;
 let document: Record<string, any>;
 
-/** An RS256 JWT, as GitHub Actions, GitLab and Kubernetes issue them. */
-function signJwt(key: KeyObject, kid: string, claims: Record<string, unknown>): string {
-  const now = Math.floor(Date.now() / 1000);
-  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
-  const body = `${b64({ alg: 'RS256', typ: 'JWT', kid })}.${b64({ iat: now, nbf: now, exp: now + 300, ...claims })}`;
-  return `${body}.${createSign('RSA-SHA256').update(body).sign(key).toString('base64url')}`;
-}
-
 function githubToken(claims: { repository: string; ref: string }): string {
-  return signJwt(github, 'github', {
-    iss: issuerUrl,
-    aud: AUDIENCE,
-    sub: `repo:${claims.repository}:ref:${claims.ref}`,
-    repository_owner: claims.repository.split('/')[0],
-    ref_type: 'branch',
-    sha: 'f'.repeat(40),
-    actor: 'octocat',
-    ...claims,
-  });
+  return githubActionsToken(github, issuerUrl, AUDIENCE, claims);
 }
 
 function gitlabToken(claims: { project_path: string; ref_protected: 'true' | 'false' }): string {
-  return signJwt(gitlab, 'gitlab', {
-    iss: GITLAB,
-    aud: AUDIENCE,
-    sub: `project_path:${claims.project_path}:ref_type:branch:ref:main`,
-    project_id: '42',
-    namespace_path: claims.project_path.split('/').slice(0, -1).join('/'),
-    ref: 'main',
-    ref_type: 'branch',
-    user_login: 'dev',
-    pipeline_id: '1001',
-    ...claims,
-  });
+  return gitlabCiToken(gitlab, GITLAB, AUDIENCE, claims);
 }
 
 function jwtEnv(mount: string, role: string, jwt: string): Record<string, string> {
