@@ -64,7 +64,7 @@ async function review(hook: 'mutate' | 'validate', body: object): Promise<Review
 
 let uidCounter = 0;
 /** An AdmissionReview as the API server sends one for a Pod (fields it always sets included). */
-function podReview(spec: Record<string, unknown>, opts: { namespace?: string; operation?: string; dryRun?: boolean; kind?: string; subResource?: string; object?: object } = {}): object {
+function podReview(spec: Record<string, unknown>, opts: { namespace?: string; operation?: string; dryRun?: boolean; kind?: string; subResource?: string; object?: object; oldSpec?: Record<string, unknown> } = {}): object {
   const namespace = opts.namespace ?? 'shop';
   const kind = opts.kind ?? 'Pod';
   const group = kind === 'Pod' ? '' : kind === 'Job' || kind === 'CronJob' ? 'batch' : 'apps';
@@ -84,7 +84,8 @@ function podReview(spec: Record<string, unknown>, opts: { namespace?: string; op
       operation: opts.operation ?? 'CREATE',
       userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', uid: 'u', groups: ['system:serviceaccounts'] },
       object,
-      oldObject: opts.operation === 'UPDATE' ? object : null,
+      // An UPDATE carries the object as it was: by default the same, or the spec before the change (oldSpec).
+      oldObject: opts.operation === 'UPDATE' ? (opts.oldSpec !== undefined ? { ...object, spec: opts.oldSpec } : object) : null,
       dryRun: opts.dryRun ?? false,
       options: { apiVersion: 'meta.k8s.io/v1', kind: 'CreateOptions' },
     },
@@ -290,13 +291,24 @@ describe.skipIf(!ready)('imagegate webhook serve', () => {
       containers: [{ name: 'web', image: pinned('prod/app:1') }],
       ephemeralContainers: [{ name: 'debugger', image: image('prod/plain:1') }],
     };
-    const res = await review('validate', podReview(spec, { subResource: 'ephemeralcontainers', operation: 'UPDATE' }));
+    // `kubectl debug` adds the ephemeral container to a running pod: the old object has none.
+    const before = { serviceAccountName: 'web', containers: spec.containers };
+    const res = await review('validate', podReview(spec, { subResource: 'ephemeralcontainers', operation: 'UPDATE', oldSpec: before }));
     expect(res.allowed).toBe(false);
     expect(res.status!.message).toMatch(/container debugger/);
-    const ok = await review('mutate', podReview({ ...spec, ephemeralContainers: [{ name: 'debugger', image: image('public/tools:1') }] }, { subResource: 'ephemeralcontainers', operation: 'UPDATE' }));
+    const ok = await review('mutate', podReview({ ...spec, ephemeralContainers: [{ name: 'debugger', image: image('public/tools:1') }] }, { subResource: 'ephemeralcontainers', operation: 'UPDATE', oldSpec: before }));
     expect(ok.allowed, ok.status?.message).toBe(true);
     // The digest-pinned container is left exactly as written.
     expect(patchOf(ok).some((p) => p.path === '/spec/containers/0/image')).toBe(false);
+  });
+
+  it('an UPDATE that changes no image (a label on a pod admitted before the policy) is let through; a swapped image is judged', async () => {
+    const plain = { serviceAccountName: 'web', containers: [{ name: 'web', image: image('prod/plain:1') }] };
+    expect((await review('validate', podReview(plain))).allowed, 'the same pod, created now, is refused').toBe(false);
+    const relabel = await review('validate', podReview(plain, { operation: 'UPDATE' }));
+    expect(relabel.allowed, relabel.status?.message).toBe(true);
+    const swap = await review('validate', podReview(plain, { operation: 'UPDATE', oldSpec: { ...plain, containers: [{ name: 'web', image: pinned('prod/app:1') }] } }));
+    expect(swap.allowed).toBe(false);
   });
 
   it('gives early feedback on Deployments, Jobs and CronJobs without mutating them', async () => {
