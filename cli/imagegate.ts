@@ -26,8 +26,9 @@ Images are named as in skopeo: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], 
 docker-archive:FILE[:NAME:TAG].
 
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad or missing image, 4 key problem (unusable key, no matching
-key), 5 integrity failure (tampered layer), 6 destination or I/O failure, 7 registry authentication or
-permission (registry or Vault), 8 registry unreachable or failing, 9 Vault unreachable, sealed or failing.
+key), 5 integrity failure (tampered layer), 6 destination or I/O failure, 7 authentication or permission (registry
+or Vault), 8 registry unreachable or failing, 9 Vault unreachable, sealed or failing, 10 audit flagged an image or
+webhook review saw a denial, 130 interrupted. Errors are explained in docs/troubleshooting.md.
 
 Quick start:
   imagegate demo                      # builds, encrypts, inspects and decrypts a sample image
