@@ -1,0 +1,25 @@
+import tls from 'node:tls';
+
+let systemAndDefault: string[] | undefined;
+
+/**
+ * The CA certificates a registry connection trusts: Node's bundled roots with NODE_EXTRA_CA_CERTS, the operating
+ * system's store (where a company's internal CA usually lives, and where skopeo and docker look), and the
+ * `--ca-cert` files. Node alone would use only the first, and a `ca` option replaces rather than adds to it.
+ */
+export function trustedCertificates(extra: string | undefined): string[] {
+  if (systemAndDefault === undefined) {
+    const get = (tls as { getCACertificates?: (type: 'default' | 'system') => string[] }).getCACertificates;
+    systemAndDefault = get !== undefined ? [...new Set([...get('default'), ...safely(() => get('system'))])] : [...tls.rootCertificates];
+  }
+  return extra !== undefined ? [...systemAndDefault, extra] : systemAndDefault;
+}
+
+/** A machine without a readable system store still has Node's own roots. */
+function safely(read: () => string[]): string[] {
+  try {
+    return read();
+  } catch {
+    return [];
+  }
+}
