@@ -6,7 +6,7 @@ import { RegistryAuth, MAX_TOKEN_BODY_BYTES, type TokenRequest, type TokenRespon
 import { parseAuthenticate } from './challenge.js';
 import type { RegistryCredentials } from './credentials.js';
 import { MAX_ERROR_BODY_BYTES, networkError, registryResponseError, type RequestContext } from './registry-error.js';
-import { trustedCertificates } from './trust.js';
+import { trustedContext } from './trust.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
 
@@ -70,7 +70,7 @@ export class RegistryHttp {
     this.retry = options.retry ?? DEFAULT_RETRY;
     this.agent = new Agent({
       connections: options.connections ?? 8,
-      connect: { ca: trustedCertificates(options.ca) },
+      connect: { secureContext: trustedContext(options.ca) },
       headersTimeout: 120_000,
       bodyTimeout: 300_000,
     });

@@ -1,6 +1,7 @@
 import tls from 'node:tls';
 
 let systemAndDefault: string[] | undefined;
+const contexts = new Map<string, tls.SecureContext>();
 
 /**
  * The CA certificates a registry connection trusts: Node's bundled roots with NODE_EXTRA_CA_CERTS, the operating
@@ -13,6 +14,20 @@ export function trustedCertificates(extra: string | undefined): string[] {
     systemAndDefault = get !== undefined ? [...new Set([...get('default'), ...safely(() => get('system'))])] : [...tls.rootCertificates];
   }
   return extra !== undefined ? [...systemAndDefault, extra] : systemAndDefault;
+}
+
+/**
+ * One TLS context per set of trusted CAs, for the whole process. Parsing some 600 certificates takes ~40 ms; a `ca`
+ * option would make every new connection pay it again (each registry host, each cold webhook look-up).
+ */
+export function trustedContext(extra: string | undefined): tls.SecureContext {
+  const key = extra ?? '';
+  let context = contexts.get(key);
+  if (context === undefined) {
+    context = tls.createSecureContext({ ca: trustedCertificates(extra) });
+    contexts.set(key, context);
+  }
+  return context;
 }
 
 /** A machine without a readable system store still has Node's own roots. */

@@ -12,3 +12,11 @@ describe('registry TLS trust', () => {
     expect(without).not.toContain(extra);
   });
 });
+
+describe('registry TLS context', () => {
+  it('is built once per set of CAs, not per connection', async () => {
+    const { trustedContext } = await import('../../../src/transport/registry/trust.js');
+    expect(trustedContext(undefined)).toBe(trustedContext(undefined));
+    expect(trustedContext('x')).not.toBe(trustedContext(undefined));
+  });
+});
