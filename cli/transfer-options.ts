@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ImagegateError, systemErrorCode } from '../src/errors.js';
 import type { CopyOptions } from '../src/ops/copy.js';
 import { parseCredentialsFlag } from '../src/transport/registry/credentials.js';
+import { readUserFile } from '../src/util/user-file.js';
 import type { RegistryOptions } from '../src/transport/registry/location.js';
 import type { TransportOptions } from '../src/transport/transports.js';
 import { parseByteSize, parseCount } from '../src/util/size.js';
@@ -82,10 +81,6 @@ export async function transferSettings(flags: TransferFlags, verb: string): Prom
   };
 }
 
-async function readCaFile(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ImagegateError('USAGE', `--ca-cert ${file}: cannot read it (${systemErrorCode(e) ?? String(e)})`);
-  }
+function readCaFile(file: string): Promise<string> {
+  return readUserFile(file, (reason) => `--ca-cert ${file}: cannot read it (${reason})`);
 }

@@ -1,13 +1,13 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { Agent, request } from 'undici';
 import { admit } from '../../src/admission/admit.js';
 import { admissionReviewRequest, objectLabel, reviewsFromManifests } from '../../src/admission/manifest-review.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import type { AdmissionRequest, AdmissionResponse } from '../../src/admission/review.js';
-import { ImagegateError, systemErrorCode } from '../../src/errors.js';
+import { ImagegateError } from '../../src/errors.js';
 import { loadPolicyFile } from '../../src/policy/load-policy.js';
 import { parseCount } from '../../src/util/size.js';
+import { readUserFile } from '../../src/util/user-file.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
 interface ReviewFlags extends TransferFlags {
@@ -42,7 +42,7 @@ export function registerWebhookReview(webhook: Command): void {
   addTransferOptions(review, false).action(async (files: string[], flags: ReviewFlags) => {
     if ((flags.policy === undefined) === (flags.url === undefined)) throw new ImagegateError('USAGE', 'give either --policy FILE (decide here) or --url URL (ask a running webhook)');
     const requests: AdmissionRequest[] = [];
-    for (const file of files) requests.push(...reviewsFromManifests(await readManifest(file), file, flags.namespace));
+    for (const file of files) requests.push(...reviewsFromManifests(await readUserFile(file, (reason) => `cannot read ${file} (${reason})`), file, flags.namespace));
     const decide = flags.url !== undefined ? await askWebhook(flags.url, flags) : await decideHere(flags.policy!, flags);
     let denied = 0;
     for (const req of requests) {
@@ -58,14 +58,6 @@ export function registerWebhookReview(webhook: Command): void {
   });
 }
 
-async function readManifest(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ImagegateError('USAGE', `cannot read ${file} (${systemErrorCode(e) ?? String(e)})`);
-  }
-}
-
 async function decideHere(policyFile: string, flags: ReviewFlags): Promise<(req: AdmissionRequest) => Promise<AdmissionResponse>> {
   const policy = await loadPolicyFile(policyFile);
   const transfer = await transferSettings({ ...flags, quiet: true }, 'webhook review');
@@ -75,7 +67,7 @@ async function decideHere(policyFile: string, flags: ReviewFlags): Promise<(req:
 }
 
 async function askWebhook(url: string, flags: ReviewFlags): Promise<(req: AdmissionRequest) => Promise<AdmissionResponse>> {
-  const ca = flags.webhookCa !== undefined ? await readManifest(flags.webhookCa) : undefined;
+  const ca = flags.webhookCa !== undefined ? await readUserFile(flags.webhookCa, (reason) => `cannot read ${flags.webhookCa} (${reason})`) : undefined;
   const dispatcher = new Agent(ca !== undefined ? { connect: { ca } } : {});
   const endpoint = new URL(flags.mutate === true ? 'mutate' : 'validate', url.endsWith('/') ? url : `${url}/`);
   return async (req) => {

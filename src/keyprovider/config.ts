@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { ImagegateError, systemErrorCode } from '../errors.js';
+import { ImagegateError } from '../errors.js';
+import { readUserFile } from '../util/user-file.js';
 import type { KeyProviderOptions } from './key-provider.js';
 
 /**
@@ -25,12 +25,7 @@ export async function loadKeyProviderConfig(file: string | undefined, env: NodeJ
     ...(env.IMAGEGATE_KEYPROVIDER_BINDING !== undefined ? { defaultBinding: env.IMAGEGATE_KEYPROVIDER_BINDING } : {}),
   };
   if (file === undefined) return fromEnv;
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ImagegateError('USAGE', `key-provider config ${file}: cannot read it (${systemErrorCode(e) ?? String(e)})`);
-  }
+  const text = await readUserFile(file, (reason) => `key-provider config ${file}: cannot read it (${reason})`);
   if (text.length > MAX_CONFIG_BYTES) throw new ImagegateError('BAD_FORMAT', `key-provider config ${file} is larger than ${MAX_CONFIG_BYTES} bytes`);
   let json: Record<string, unknown>;
   try {

@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { ImagegateError, systemErrorCode } from '../errors.js';
+import { ImagegateError } from '../errors.js';
+import { readUserFile } from '../util/user-file.js';
 
 /** How imagegate logs in to Vault. Tokens and secrets live only in memory and are never logged. */
 export type VaultAuth =
@@ -125,10 +125,6 @@ async function githubActionsIdToken(requestUrl: string, bearer: string, audience
   return value;
 }
 
-async function readSecretFile(file: string, what: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ImagegateError('USAGE', `cannot read ${what} at ${file} (${systemErrorCode(e) ?? String(e)})`);
-  }
+function readSecretFile(file: string, what: string): Promise<string> {
+  return readUserFile(file, (reason) => `cannot read ${what} at ${file} (${reason})`);
 }
