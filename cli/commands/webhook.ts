@@ -1,11 +1,10 @@
-import { unwatchFile, watchFile } from 'node:fs';
 import type { Command } from 'commander';
 import { roleTemplateProblem, type CheckContainerSettings } from '../../src/admission/check-container.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import { ImagegateError } from '../../src/errors.js';
-import { loadPolicyFile } from '../../src/policy/load-policy.js';
 import { parseCount } from '../../src/util/size.js';
 import { inClusterApi, kubernetesPullSecrets } from '../../webhook/pull-secrets.js';
+import { watchPolicyFile } from '../../webhook/policy-watch.js';
 import { startWebhookServer } from '../../webhook/server.js';
 import { info } from '../run.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
@@ -60,7 +59,7 @@ export function registerWebhook(program: Command): void {
   addTransferOptions(serve, false).action(async (flags: ServeFlags) => {
     const [host, portText] = splitHostPort(flags.listen);
     const port = parseCount(portText, '--listen port', 0, 65535);
-    let policy = await loadPolicyFile(flags.policy);
+    const policy = await watchPolicyFile(flags.policy, { intervalMs: 5_000, log: (m) => info(`imagegate webhook: ${m}`) });
     const transfer = await transferSettings({ ...flags, quiet: true }, 'webhook');
     const api = !flags.pullSecrets
       ? undefined
@@ -87,20 +86,11 @@ export function registerWebhook(program: Command): void {
       cache: resolver.cache,
       certPollMs: parseCount(flags.certPollMs, '--cert-poll-ms', 100, 600_000),
       deps: {
-        policy: () => policy,
+        policy: () => policy.current(),
         resolve: (image, ctx) => resolver.resolve(image, ctx),
         budgetMs: parseCount(flags.budgetMs, '--budget-ms', 100, 30_000),
         ...(check !== undefined ? { check } : {}),
       },
-    });
-    watchFile(flags.policy, { interval: 5_000, persistent: false }, () => {
-      loadPolicyFile(flags.policy).then(
-        (p) => {
-          policy = p;
-          info(`imagegate webhook: reloaded ${flags.policy}`);
-        },
-        (e: unknown) => info(`imagegate webhook: ${flags.policy} is invalid, keeping the previous policy: ${e instanceof Error ? e.message : String(e)}`),
-      );
     });
     process.stdout.write(`${server.url}\n`);
     await new Promise<void>((resolve) => {
@@ -108,7 +98,7 @@ export function registerWebhook(program: Command): void {
       process.once('SIGINT', resolve);
     });
     info('imagegate webhook: shutting down; finishing requests in flight');
-    unwatchFile(flags.policy);
+    policy.stop();
     await server.close();
     // Requests are answered; look-ups still hanging on an unresponsive registry must not keep the pod terminating.
     process.exit(0);
