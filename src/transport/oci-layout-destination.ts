@@ -1,11 +1,11 @@
 import { readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { ImagegateError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
-import type { ImageDestination, StoredBlob } from '../image/image.js';
+import type { ImageDestination } from '../image/image.js';
 import { DirectoryFiles } from './layout-files.js';
 import { readLayoutIndex, REF_NAME_ANNOTATION } from './oci-layout-source.js';
+import { LayoutWriterDestination } from './layout-writer-destination.js';
 import { exists, layoutIndexEntry, OciLayoutWriter } from './oci-layout-writer.js';
 import { stagingDirFor } from './staging-paths.js';
 
@@ -14,7 +14,7 @@ import { stagingDirFor } from './staging-paths.js';
  * on commit; an existing layout gets new blobs in place (each written atomically) and its index.json replaced
  * last, and a failed run removes the blobs it added. Either way a failure leaves no new image behind.
  */
-export class OciLayoutDestination implements ImageDestination {
+export class OciLayoutDestination extends LayoutWriterDestination implements ImageDestination {
   readonly canStoreEncryptedLayers = true;
   readonly canStoreIndex = true;
   private committed = false;
@@ -23,9 +23,11 @@ export class OciLayoutDestination implements ImageDestination {
     readonly description: string,
     private readonly dir: string,
     private readonly tag: string | undefined,
-    private readonly writer: OciLayoutWriter,
+    writer: OciLayoutWriter,
     private readonly staging: string | undefined,
-  ) {}
+  ) {
+    super(writer);
+  }
 
   static async open(dir: string, tag: string | undefined, description: string): Promise<OciLayoutDestination> {
     const target = path.resolve(dir);
@@ -44,18 +46,6 @@ export class OciLayoutDestination implements ImageDestination {
     const writer = new OciLayoutWriter(root);
     await writer.init();
     return new OciLayoutDestination(description, target, tag, writer, staging);
-  }
-
-  reuseBlob(blob: StoredBlob): Promise<boolean> {
-    return this.writer.hasBlob(blob);
-  }
-
-  putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
-    return this.writer.putBlob(content, expected);
-  }
-
-  putManifest(bytes: Buffer): Promise<StoredBlob> {
-    return this.writer.putBytes(bytes);
   }
 
   async commit(root: Descriptor): Promise<void> {

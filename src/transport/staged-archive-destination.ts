@@ -1,9 +1,9 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { ImagegateError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
-import type { ImageDestination, StoredBlob } from '../image/image.js';
+import type { ImageDestination } from '../image/image.js';
+import { LayoutWriterDestination } from './layout-writer-destination.js';
 import { OciLayoutWriter } from './oci-layout-writer.js';
 import { stagingDirFor, tempFileFor } from './staging-paths.js';
 import { checkArchiveTarget, replaceFile, writeTarFile, type ArchiveMember } from './tar-pack.js';
@@ -35,34 +35,21 @@ export async function openStaging(file: string, description: string): Promise<Ar
  * the target, and `commit` packs what the format needs into a temporary file that replaces the target at once.
  * Nothing exists at the target until then, and `abort` removes the staging area and the temporary file.
  */
-export abstract class StagedArchiveDestination implements ImageDestination {
+export abstract class StagedArchiveDestination extends LayoutWriterDestination implements ImageDestination {
   abstract readonly canStoreEncryptedLayers: boolean;
   abstract readonly canStoreIndex: boolean;
   protected readonly target: string;
   protected readonly staging: string;
-  protected readonly writer: OciLayoutWriter;
   private readonly tmp: string;
 
   constructor(
     readonly description: string,
     staged: ArchiveStaging,
   ) {
+    super(staged.writer);
     this.target = staged.target;
     this.staging = staged.staging;
-    this.writer = staged.writer;
     this.tmp = tempFileFor(staged.target);
-  }
-
-  reuseBlob(blob: StoredBlob): Promise<boolean> {
-    return this.writer.hasBlob(blob);
-  }
-
-  putBlob(content: Readable, expected?: StoredBlob): Promise<StoredBlob> {
-    return this.writer.putBlob(content, expected);
-  }
-
-  putManifest(bytes: Buffer): Promise<StoredBlob> {
-    return this.writer.putBytes(bytes);
   }
 
   abstract commit(root: Descriptor): Promise<void>;
