@@ -1,10 +1,10 @@
 import { formatPlatform } from '../image/descriptor.js';
-import { parseImageReference } from '../image/reference.js';
+import { parseImageReference, type ImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
 import { manifestEncryption } from '../ops/recipients.js';
 import { POD_BASE_ANNOTATION, POD_PATHS_ANNOTATION } from '../ops/encrypt.js';
 import type { PlatformImageFacts } from '../policy/types.js';
-import type { RegistryOptions } from '../transport/registry/location.js';
+import type { RegistryHttp } from '../transport/registry/http.js';
 import { RegistrySource } from '../transport/registry/registry-source.js';
 
 /** What admission needs to know about an image: where it lives, what digest it is, and how each platform is encrypted. */
@@ -27,9 +27,9 @@ export interface ResolvedImage {
  * Resolves an image reference to its digest and reads its manifests (never its layers): per platform, how many
  * layers are encrypted, with which schemes and Vault keys.
  */
-export async function resolveImage(image: string, registry: RegistryOptions): Promise<ResolvedImage> {
+export async function resolveImage(image: string, connect: (ref: ImageReference) => Promise<RegistryHttp>): Promise<ResolvedImage> {
   const ref = parseImageReference(image);
-  const source = await RegistrySource.open(ref, registry);
+  const source = RegistrySource.over(ref, await connect(ref));
   try {
     const root = await source.rootDescriptor();
     const tree = await loadImageTree(source, root, source.description);

@@ -6,7 +6,7 @@ import { MAX_MANIFEST_BYTES } from '../../image/manifest.js';
 import type { ImageReference } from '../../image/reference.js';
 import { readVerifiedBlob, verifiedBlobStream } from '../verified-blob.js';
 import { RepositoryClient, type FetchedManifest } from './client.js';
-import { headerValue } from './http.js';
+import { headerValue, type RegistryHttp } from './http.js';
 import { connectRegistry, describeRegistryReference, type RegistryOptions } from './location.js';
 import { networkError } from './registry-error.js';
 
@@ -22,11 +22,18 @@ export class RegistrySource implements ImageSource {
     readonly description: string,
     readonly reference: ImageReference,
     readonly client: RepositoryClient,
+    /** Whether close() closes the connection: not when it is shared (see `over`). */
+    private readonly ownsConnection: boolean,
   ) {}
 
   static async open(ref: ImageReference, options: RegistryOptions): Promise<RegistrySource> {
     const http = await connectRegistry(ref, options);
-    return new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path));
+    return new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path), true);
+  }
+
+  /** The image over a connection someone else keeps open (the webhook's, shared by its look-ups). */
+  static over(ref: ImageReference, http: RegistryHttp): RegistrySource {
+    return new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path), false);
   }
 
   /** `host/repository`, to tell whether a destination on the same registry can mount our blobs. */
@@ -65,6 +72,6 @@ export class RegistrySource implements ImageSource {
   }
 
   async close(): Promise<void> {
-    await this.client.http.close();
+    if (this.ownsConnection) await this.client.http.close();
   }
 }
