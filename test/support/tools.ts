@@ -21,6 +21,7 @@ const INSTALL_HINTS: Record<string, string> = {
   htpasswd: 'apt-get install apache2-utils',
   openssl: 'apt-get install openssl',
   time: 'apt-get install time',
+  containerd: 'apt-get install containerd',
 };
 
 function isExecutableFile(file: string): boolean {
