@@ -86,7 +86,12 @@ async function askWebhook(url: string, flags: ReviewFlags): Promise<(req: Admiss
     }
     const text = await res.body.text();
     if (res.statusCode !== 200) throw new ImagegateError('IO', `the webhook at ${endpoint.href} answered HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
-    const body = JSON.parse(text) as { response?: AdmissionResponse };
+    let body: { response?: AdmissionResponse };
+    try {
+      body = JSON.parse(text) as { response?: AdmissionResponse };
+    } catch {
+      body = {};
+    }
     if (body.response === undefined) throw new ImagegateError('IO', `the webhook at ${endpoint.href} answered without an AdmissionReview response`);
     return body.response;
   };
