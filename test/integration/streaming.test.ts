@@ -7,71 +7,26 @@
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPrivateKey, loadPublicKey } from '../../src/crypto/key-files.js';
 import { keyWrapper } from '../../src/crypto/wrappers/registry.js';
-import type { ImageDestination } from '../../src/image/image.js';
-import type { BlobProgress } from '../../src/ops/copy.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
 import { openDestination, openSource } from '../../src/transport/transports.js';
 import { writeBigLayerLayout } from '../support/image-builder.js';
 import { CLI } from '../support/imagegate.js';
+import { InFlightMeter, metered } from '../support/in-flight.js';
 import { makeKeyPair, tempDir, testTempDir, type KeyPairFiles, type TempDir } from '../support/tools.js';
 
 const MiB = 1024 * 1024;
 const LAYER_BYTES = 512 * MiB;
-
-/**
- * Wraps a destination so that every blob it stores is counted as the destination reads it, and reports the most
- * bytes that were ever between the source (as copy's progress counts them) and the destination.
- */
-class InFlightMeter {
-  private read = 0;
-  private stored = 0;
-  peak = 0;
-
-  /** Copy's progress callback; the copy must move one blob at a time (concurrency 1) for the counts to pair up. */
-  onProgress = (e: BlobProgress): void => {
-    if (e.phase === 'start') this.read = 0;
-    if (e.phase !== 'bytes') return;
-    this.read = e.bytes;
-    this.peak = Math.max(this.peak, this.read - this.stored);
-  };
-
-  wrap(destination: ImageDestination): ImageDestination {
-    const putBlob = async (content: Readable, expected?: Parameters<ImageDestination['putBlob']>[1]) => {
-      this.stored = 0;
-      const counter = new Transform({
-        transform: (chunk: Buffer, _enc, cb) => {
-          this.stored += chunk.length;
-          cb(null, chunk);
-        },
-      });
-      pipeline(content, counter).catch(() => {});
-      return destination.putBlob(counter, expected);
-    };
-    return {
-      description: destination.description,
-      canStoreEncryptedLayers: destination.canStoreEncryptedLayers,
-      canStoreIndex: destination.canStoreIndex,
-      reuseBlob: (blob, source) => destination.reuseBlob(blob, source),
-      putBlob,
-      putManifest: (bytes, mediaType) => destination.putManifest(bytes, mediaType),
-      commit: (root) => destination.commit(root),
-      abort: () => destination.abort(),
-    };
-  }
-}
 
 /** Encrypts or decrypts `from` into `to` in this process, one blob at a time, and returns the in-flight peak. */
 async function peakInFlight(op: 'encrypt' | 'decrypt', from: string, to: string, key: KeyPairFiles): Promise<number> {
   const meter = new InFlightMeter();
   const source = await openSource(from);
   const destination = meter.wrap(await openDestination(to));
-  const common = { concurrency: 1, onProgress: meter.onProgress };
+  const common = metered(meter);
   try {
     if (op === 'encrypt') {
       await encryptImage(source, destination, { ...common, recipients: [{ wrapper: keyWrapper('jwe')!, recipients: [await loadPublicKey(key.publicKeyPath)] }] });
