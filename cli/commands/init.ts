@@ -8,6 +8,11 @@ import { loadKeys } from '../recipients.js';
 import { unpackImage } from '../../src/ops/unpack-image.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 import { vaultLayerKeysFromEnv } from '../vault.js';
+import { parseByteSize } from '../../src/util/size.js';
+import { DEFAULT_MAX_UNPACKED_BYTES } from '../../src/unpack/unpacked-size-limit.js';
+
+/** The default limit as --help shows it. */
+const DEFAULT_MAX_UNPACKED_SIZE = `${DEFAULT_MAX_UNPACKED_BYTES / 1024 ** 3}G`;
 
 interface InitFlags extends TransferFlags {
   check?: boolean;
@@ -17,6 +22,8 @@ interface InitFlags extends TransferFlags {
   vault?: boolean;
   all?: boolean;
   platform?: string;
+  maxUnpackedSize: string;
+  keepSpecialBits?: boolean;
 }
 
 export function registerInit(program: Command): void {
@@ -35,6 +42,8 @@ export function registerInit(program: Command): void {
     .option('--all', 'with --unpack: unpack every layer, not only the encrypted ones')
     .option('-k, --key <file>', 'with --unpack: private key for jwe-wrapped layers; repeatable', collect, [])
     .option('--vault', 'with --unpack: unwrap Vault-wrapped layer keys (default when VAULT_ADDR is set)')
+    .option('--max-unpacked-size <size>', 'with --unpack: the most the layers may decompress to, all together (e.g. 8G); more is refused and nothing is written', DEFAULT_MAX_UNPACKED_SIZE)
+    .option('--keep-special-bits', 'with --unpack: keep setuid, setgid and sticky bits of unpacked files (dropped by default)')
     .option('-p, --platform <os/arch[/variant]>', "the pod's platform (default: this machine's)");
   addTransferOptions(command, false).action(async (images: string[], flags: InitFlags) => {
     const platform = flags.platform !== undefined ? parsePlatform(flags.platform) : hostPlatform();
@@ -47,8 +56,15 @@ export function registerInit(program: Command): void {
       const vault = useVault ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(image) } : undefined;
       const allowedPaths = (flags.paths ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
       if (allowedPaths.length === 0) throw new ImagegateError('USAGE', '--unpack needs --paths: the image paths the layers may write (the webhook passes the declared ones)');
+      const maxUnpackedBytes = parseByteSize(flags.maxUnpackedSize, '--max-unpacked-size');
+      const keepSpecialBits = flags.keepSpecialBits === true;
       const started = performance.now();
-      const r = await withSource(image, (source) => unpackImage(source, { platform, into: flags.unpack!, allowedPaths, encryptedOnly: flags.all !== true, keys, ...(vault !== undefined ? { vault } : {}) }), transfer.source);
+      const r = await withSource(
+        image,
+        (source) =>
+          unpackImage(source, { platform, into: flags.unpack!, allowedPaths, encryptedOnly: flags.all !== true, keys, maxUnpackedBytes, keepSpecialBits, ...(vault !== undefined ? { vault } : {}) }),
+        transfer.source,
+      );
       const seconds = (performance.now() - started) / 1000;
       info(`imagegate init: ${image}${r.platform !== undefined ? ` ${r.platform}` : ''}: ${r.layers} layer(s) verified and unpacked into ${flags.unpack}: ${r.entries} entries, ${r.bytes} bytes in ${seconds.toFixed(2)} s`);
       return;

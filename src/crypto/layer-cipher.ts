@@ -68,10 +68,16 @@ export class LayerEncryptStream extends Transform {
 /**
  * Decrypts a layer stream and verifies the HMAC at the end. On mismatch the stream errors instead of ending, so
  * a consumer that commits its output only when the stream ends cleanly never commits tampered content.
+ *
+ * AES-CTR is malleable: whoever knows a stretch of plaintext can XOR the ciphertext into any other plaintext of the
+ * same length, and every byte decrypted before the end is unauthenticated. A reader that stops early (gunzip and tar
+ * both have an end of their own, and padding can follow it) never reaches the check, so consumers must wait for this
+ * stream to end, or ask `verified`, before they trust anything it produced.
  */
 export class LayerDecryptStream extends Transform {
   private readonly decipher;
   private readonly mac: Hmac;
+  private hmacVerified = false;
 
   constructor(
     secret: LayerSecret,
@@ -105,6 +111,12 @@ export class LayerDecryptStream extends Transform {
       );
       return;
     }
+    this.hmacVerified = true;
     cb();
+  }
+
+  /** True once every byte of the ciphertext went through and the HMAC over all of it matched the published one. */
+  get verified(): boolean {
+    return this.hmacVerified;
   }
 }

@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { ImagegateError } from '../errors.js';
 import type { LoadedKey } from '../crypto/key-files.js';
 import { LayerDecryptStream } from '../crypto/layer-cipher.js';
@@ -9,8 +8,8 @@ import type { ImageSource } from '../image/image.js';
 import { decryptedMediaType, isEncryptedMediaType } from '../image/media-types.js';
 import { loadImageTree, selectPlatformManifest } from '../image/tree.js';
 import { unpackLayers, type UnpackLayer, type UnpackReport } from '../unpack/unpack.js';
+import { wholeLayerStream } from '../unpack/whole-layer-stream.js';
 import { unwrapLayerKey, type VaultUnwrapping } from './decrypt.js';
-import { streamThrough } from '../util/streams.js';
 
 export interface UnpackImageOptions {
   platform: Platform;
@@ -21,12 +20,17 @@ export interface UnpackImageOptions {
   encryptedOnly: boolean;
   keys: LoadedKey[];
   vault?: VaultUnwrapping;
+  /** The most uncompressed bytes the layers may add up to (default DEFAULT_MAX_UNPACKED_BYTES). */
+  maxUnpackedBytes?: number;
+  /** Keep setuid, setgid and sticky bits (dropped by default). */
+  keepSpecialBits?: boolean;
 }
 
 /**
  * Decrypts and unpacks an image's layers for `platform` into a directory (the pod model's init container). Every
  * layer key is unwrapped before any byte is read; each layer streams registry → digest check → decrypt (HMAC) →
- * gunzip → safe unpack; nothing appears in the directory until every layer verified.
+ * gunzip → safe unpack, and counts as read only once the whole ciphertext went through and its HMAC matched (not
+ * when gzip or tar say they are done); nothing appears in the directory until every layer verified.
  */
 export async function unpackImage(source: ImageSource, options: UnpackImageOptions): Promise<UnpackReport & { layers: number; platform?: string }> {
   const root = await loadImageTree(source, await source.rootDescriptor(), source.description);
@@ -34,7 +38,11 @@ export async function unpackImage(source: ImageSource, options: UnpackImageOptio
   const chosen = node.manifest.layers.map((d, index) => ({ d, index })).filter(({ d }) => !options.encryptedOnly || isEncryptedMediaType(d.mediaType));
   const where = `${source.description}${platform !== undefined ? ` ${formatPlatform(platform)}` : ''}`;
   const layers = await Promise.all(chosen.map(({ d, index }) => planLayer(source, d, `${where} layer ${index} (${d.digest})`, options)));
-  const report = await unpackLayers(layers, options.into, { allowedPaths: options.allowedPaths });
+  const report = await unpackLayers(layers, options.into, {
+    allowedPaths: options.allowedPaths,
+    ...(options.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: options.maxUnpackedBytes } : {}),
+    ...(options.keepSpecialBits !== undefined ? { keepSpecialBits: options.keepSpecialBits } : {}),
+  });
   return { ...report, layers: layers.length, ...(platform !== undefined ? { platform: formatPlatform(platform) } : {}) };
 }
 
@@ -55,10 +63,8 @@ async function planLayer(source: ImageSource, desc: Descriptor, label: string, o
   return {
     label,
     async open(): Promise<Readable> {
-      const stages: NodeJS.ReadWriteStream[] = [];
-      if (decrypt !== undefined) stages.push(decrypt());
-      if (compression === 'gzip') stages.push(createGunzip());
-      return streamThrough(await source.openBlob(desc), stages, (e) => layerError(e, label, encrypted));
+      const stages = { gzip: compression === 'gzip', ...(decrypt !== undefined ? { decrypt: decrypt() } : {}) };
+      return wholeLayerStream(await source.openBlob(desc), stages, label, (e) => layerError(e, label, encrypted));
     },
   };
 }

@@ -27,6 +27,38 @@ export async function tamperLayerConsistently(layoutDir: string, tag: string, la
   await replaceManifest(layoutDir, tag, manifest);
 }
 
+/**
+ * The AES-CTR malleability attack, for real: an attacker with registry write who knows a layer's plaintext (the
+ * compressed layer as published before encryption: a public base, an earlier release) XORs the ciphertext so that it
+ * decrypts to `chosen` followed by `padding` up to the original length (new_ct = ct XOR old_pt XOR new_pt). The
+ * published HMAC stays as it was (the attacker cannot compute a new one), and the image is re-published consistently
+ * (new blob digest in the manifest, new manifest in index.json), so only the HMAC over the whole layer can tell.
+ * Returns the digest the forged plaintext would have if it were stored decrypted.
+ */
+export async function forgeLayerPlaintext(
+  layoutDir: string,
+  tag: string,
+  layerIndex: number,
+  knownPlaintext: Buffer,
+  chosen: Buffer,
+  padding: 'zeros' | Buffer = 'zeros',
+): Promise<{ forgedPlaintextDigest: string }> {
+  const entry = await resolveTag(layoutDir, tag);
+  const manifest = (await readBlobJson(layoutDir, entry.digest)) as ImageManifest;
+  const layer = manifest.layers[layerIndex];
+  if (layer === undefined) throw new Error(`no layer ${layerIndex}`);
+  const ciphertext = Buffer.from(await readLayerBlob(layoutDir, layer.digest));
+  if (knownPlaintext.length !== ciphertext.length) throw new Error(`the known plaintext is ${knownPlaintext.length} bytes; the layer is ${ciphertext.length}`);
+  if (chosen.length > ciphertext.length) throw new Error(`the chosen plaintext (${chosen.length} bytes) is longer than the layer (${ciphertext.length})`);
+  const forged = Buffer.alloc(ciphertext.length);
+  chosen.copy(forged);
+  if (padding !== 'zeros') for (let i = chosen.length; i < forged.length; i++) forged[i] = padding[(i - chosen.length) % padding.length]!;
+  for (let i = 0; i < ciphertext.length; i++) ciphertext[i] = ciphertext[i]! ^ knownPlaintext[i]! ^ forged[i]!;
+  Object.assign(layer, await putBlob(layoutDir, ciphertext));
+  await replaceManifest(layoutDir, tag, manifest);
+  return { forgedPlaintextDigest: `sha256:${createHash('sha256').update(forged).digest('hex')}` };
+}
+
 /** Stores `manifest` as a blob and points `tag` at it: an edited image that is consistent digest-wise. */
 export async function replaceManifest(layoutDir: string, tag: string, manifest: object): Promise<void> {
   const m = await putBlob(layoutDir, Buffer.from(JSON.stringify(manifest)));

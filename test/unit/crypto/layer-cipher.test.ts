@@ -89,6 +89,24 @@ describe('AES_256_CTR_HMAC_SHA256 layer cipher', () => {
     expect(message).not.toContain(KEY.toString('base64'));
   });
 
+  it('is verified only once the whole ciphertext went through and its HMAC matched', async () => {
+    const secret = { key: KEY, nonce: Buffer.from(VECTORS[1]!.nonce, 'hex') };
+    const hmac = Buffer.from(VECTORS[1]!.hmac, 'hex');
+    const ct = Buffer.from(VECTORS[1]!.ct, 'hex');
+    const partial = new LayerDecryptStream(secret, hmac, 'layer 0');
+    partial.write(ct.subarray(0, 40));
+    // All but the last bytes decrypted (the plaintext a reader could act on), yet nothing verified.
+    expect(partial.read()).toEqual(SEQ48.subarray(0, 40));
+    expect(partial.verified).toBe(false);
+    partial.destroy();
+    const whole = new LayerDecryptStream(secret, hmac, 'layer 0');
+    await run(whole, ct);
+    expect(whole.verified).toBe(true);
+    const forged = new LayerDecryptStream(secret, hmac, 'layer 0');
+    await run(forged, Buffer.from(ct.map((b, i) => b ^ SEQ48[i]! ^ (i < 4 ? 0x41 : 0)))).catch(() => {});
+    expect(forged.verified).toBe(false);
+  });
+
   it('refuses keys and nonces of the wrong length', () => {
     expect(() => new LayerEncryptStream({ key: Buffer.alloc(16), nonce: Buffer.alloc(16) })).toThrow(/need 32 bytes/);
     expect(() => new LayerEncryptStream({ key: Buffer.alloc(32), nonce: Buffer.alloc(12) })).toThrow(/need 16 bytes/);

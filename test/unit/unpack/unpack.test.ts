@@ -1,9 +1,11 @@
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isImagegateError } from '../../../src/errors.js';
 import { unpackLayers, type UnpackLayer } from '../../../src/unpack/unpack.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo'; content?: string; linkname?: string; mode?: number; mtime?: Date };
@@ -24,6 +26,37 @@ async function tarOf(entries: Entry[]): Promise<Buffer> {
 function layer(label: string, entries: Entry[]): UnpackLayer {
   return { label, open: async () => Readable.from([await tarOf(entries)]) };
 }
+
+function rawLayer(label: string, bytes: Buffer): UnpackLayer {
+  return { label, open: async () => Readable.from([bytes]) };
+}
+
+/** A ustar header written by hand, for entries tar-stream's packer will not write (a symlink with data, a PAX size). */
+function rawHeader(name: string, typeflag: string, size: number, linkname = ''): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, 'utf8');
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  h.write('14520000000\0', 136);
+  h.write(typeflag, 156);
+  h.write(linkname, 157);
+  h.write('ustar\0', 257);
+  h.write('00', 263);
+  h.fill(0x20, 148, 156);
+  const sum = h.reduce((a, b) => a + b, 0);
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return h;
+}
+
+/** Data padded to whole 512-byte blocks. */
+function blocks(data: Buffer | string): Buffer {
+  const bytes = Buffer.from(data);
+  return Buffer.concat([bytes, Buffer.alloc((512 - (bytes.length % 512)) % 512)]);
+}
+
+const END = Buffer.alloc(1024);
 
 /** A layer whose bytes are all delivered and then the stream fails, as a decrypted layer does when its HMAC fails. */
 function tamperedLayer(entries: Entry[]): UnpackLayer {
@@ -128,4 +161,164 @@ describe('unpackLayers', () => {
     expect((await lstat(path.join(dir, 'etc/app/config'))).isFile()).toBe(true);
     await expect(unpackLayers([layer('layer 0', [{ name: 'etc', type: 'symlink', linkname: '/tmp' }])], dir, { allowedPaths: ['etc/app'] })).rejects.toThrow(/outside/);
   });
+
+  it('refuses entries hidden after the end-of-archive block (other tar readers stop there), writing nothing', async () => {
+    const { dir } = await target();
+    const bytes = Buffer.concat([await tarOf([{ name: 'app/a', content: 'a' }]), await tarOf([{ name: 'app/hidden', content: 'evil' }])]);
+    const err = await unpackLayers([rawLayer('layer 0', bytes)], dir, { allowedPaths: ['app'] }).catch((e: unknown) => e);
+    expect(isImagegateError(err, 'INTEGRITY')).toBe(true);
+    expect((err as Error).message).toMatch(/^layer 0: the tar archive has data at byte 2048 after its end-of-archive block; .* refused$/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('refuses entries after a single zero block too', async () => {
+    const { dir } = await target();
+    const first = await tarOf([{ name: 'app/a', content: 'a' }]);
+    const bytes = Buffer.concat([first.subarray(0, first.length - 512), await tarOf([{ name: 'app/b', content: 'b' }])]);
+    await expect(unpackLayers([rawLayer('layer 0', bytes)], dir, { allowedPaths: ['app'] })).rejects.toThrow(/after its end-of-archive block/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('accepts zeros after the end of the archive (tar pads to whole records)', async () => {
+    const { dir } = await target();
+    const bytes = Buffer.concat([await tarOf([{ name: 'app/a', content: 'a' }]), Buffer.alloc(10 * 1024)]);
+    await unpackLayers([rawLayer('layer 0', bytes)], dir, { allowedPaths: ['app'] });
+    expect(await readFile(path.join(dir, 'app/a'), 'utf8')).toBe('a');
+    // `app` was made at commit from a private staging directory, with the usual mode since no entry gave it one.
+    expect((await stat(path.join(dir, 'app'))).mode & 0o777).toBe(0o755);
+  });
+
+  it('refuses a symlink that carries data (tar readers disagree on where the next header is)', async () => {
+    const { dir } = await target();
+    const bytes = Buffer.concat([rawHeader('app/l', '2', 5, 'a'), blocks('xxxxx'), END]);
+    await expect(unpackLayers([rawLayer('layer 0', bytes)], dir, { allowedPaths: ['app'] })).rejects.toThrow(/is a symlink with 5 bytes of data, which tar readers disagree about; refused/);
+  });
+
+  it('follows a PAX size record, as the extractor does, to find the next header', async () => {
+    const { dir } = await target();
+    const data = 'p'.repeat(600);
+    const bytes = Buffer.concat([rawHeader('PaxHeader', 'x', 12), blocks('12 size=600\n'), rawHeader('app/big', '0', 0), blocks(data), rawHeader('app/next', '0', 4), blocks('next'), END]);
+    await unpackLayers([rawLayer('layer 0', bytes)], dir, { allowedPaths: ['app'] });
+    expect(await readFile(path.join(dir, 'app/big'), 'utf8')).toBe(data);
+    expect(await readFile(path.join(dir, 'app/next'), 'utf8')).toBe('next');
+  });
+
+  it('refuses layers that unpack to more than the limit, counted over all layers, writing nothing', async () => {
+    const { dir } = await target();
+    const layers = [layer('layer 0', [{ name: 'app/a', content: 'a' }]), layer('layer 1', [{ name: 'app/b', content: 'b' }])];
+    // Each tar is 2048 bytes: a header, a data block and the two end blocks.
+    await unpackLayers(layers, dir, { allowedPaths: ['app'], maxUnpackedBytes: 4096 });
+    const { dir: small } = await target();
+    const err = await unpackLayers(layers, small, { allowedPaths: ['app'], maxUnpackedBytes: 4095 }).catch((e: unknown) => e);
+    expect(isImagegateError(err, 'INTEGRITY')).toBe(true);
+    expect((err as Error).message).toMatch(/^layer 1: the layers unpack to more than 4095 bytes, the limit for one unpack; nothing was written/);
+    expect(await readdir(small)).toEqual([]);
+  });
+
+  it('drops setuid, setgid and sticky bits unless asked to keep them', async () => {
+    const entries: Entry[] = [
+      { name: 'app/', type: 'directory', mode: 0o1777 },
+      { name: 'app/suid', content: 's', mode: 0o4755 },
+      { name: 'app/sgid', content: 's', mode: 0o2755 },
+      { name: 'app/shared/', type: 'directory', mode: 0o3775 },
+    ];
+    const modes = async (dir: string): Promise<number[]> => Promise.all(['app', 'app/suid', 'app/sgid', 'app/shared'].map(async (p) => (await lstat(path.join(dir, p))).mode & 0o7777));
+    const { dir } = await target();
+    await unpackLayers([layer('layer 0', entries)], dir, { allowedPaths: ['app'] });
+    expect(await modes(dir)).toEqual([0o777, 0o755, 0o755, 0o775]);
+    const { dir: kept } = await target();
+    await unpackLayers([layer('layer 0', entries)], kept, { allowedPaths: ['app'], keepSpecialBits: true });
+    expect(await modes(kept)).toEqual([0o1777, 0o4755, 0o2755, 0o3775]);
+  });
 });
+
+describe('unpackLayers into existing target directories (the pod model\'s volumes)', () => {
+  it('moves entries into an existing declared directory, keeping it, and clears its leftovers of an interrupted run', async () => {
+    const { dir } = await target();
+    await mkdir(path.join(dir, 'app/.imagegate-unpack-0123456789ab'), { recursive: true });
+    await writeFile(path.join(dir, 'app/.imagegate-unpack-0123456789ab/unverified'), 'x');
+    await writeFile(path.join(dir, 'app/kept'), 'from before');
+    const before = (await stat(path.join(dir, 'app'))).ino;
+    await unpackLayers([layer('layer 0', [{ name: 'app/', type: 'directory' }, { name: 'app/a', content: 'a' }])], dir, { allowedPaths: ['app'] });
+    expect((await stat(path.join(dir, 'app'))).ino).toBe(before);
+    expect((await readdir(path.join(dir, 'app'))).sort()).toEqual(['a', 'kept']);
+  });
+
+  it('leaves an existing declared directory as it was when a layer fails', async () => {
+    const { dir } = await target();
+    await mkdir(path.join(dir, 'app'));
+    await expect(unpackLayers([layer('layer 0', [{ name: 'app/a', content: 'a' }]), tamperedLayer([{ name: 'app/b', content: 'b' }])], dir, { allowedPaths: ['app'] })).rejects.toThrow(/HMAC/);
+    expect(await readdir(path.join(dir, 'app'))).toEqual([]);
+  });
+
+  it('keeps a declared path below another one, and refuses to replace or delete it', async () => {
+    const { dir } = await target();
+    await mkdir(path.join(dir, 'app/data'), { recursive: true });
+    const dataIno = (await stat(path.join(dir, 'app/data'))).ino;
+    const allowedPaths = ['app', 'app/data', 'app/x/y'];
+    await unpackLayers(
+      [layer('layer 0', [{ name: 'app/', type: 'directory' }, { name: 'app/run', content: 'r' }, { name: 'app/data/', type: 'directory' }, { name: 'app/data/d', content: 'd' }, { name: 'app/x/z', content: 'z' }, { name: 'app/x/y/w', content: 'w' }])],
+      dir,
+      { allowedPaths },
+    );
+    expect((await stat(path.join(dir, 'app/data'))).ino).toBe(dataIno);
+    expect((await readdir(path.join(dir, 'app'))).sort()).toEqual(['data', 'run', 'x']);
+    expect(await readFile(path.join(dir, 'app/data/d'), 'utf8')).toBe('d');
+    expect((await readdir(path.join(dir, 'app/x'))).sort()).toEqual(['y', 'z']);
+    expect(await readFile(path.join(dir, 'app/x/y/w'), 'utf8')).toBe('w');
+    await expect(unpackLayers([layer('layer 0', [{ name: 'app/data', content: 'file' }])], dir, { allowedPaths })).rejects.toThrow(/would replace the declared path "app\/data" itself with a file/);
+    await expect(unpackLayers([layer('layer 0', [{ name: 'app/x', type: 'symlink', linkname: 'run' }])], dir, { allowedPaths })).rejects.toThrow(/makes a symlink of "app\/x", which holds another declared path/);
+    await expect(unpackLayers([layer('layer 0', [{ name: 'app/.wh.x' }])], dir, { allowedPaths })).rejects.toThrow(/deletes "app\/x", which holds another declared path/);
+  });
+
+  it('refuses a declared path that is a symlink', async () => {
+    const { root, dir } = await target();
+    await mkdir(path.join(root, 'elsewhere'));
+    await symlink(path.join(root, 'elsewhere'), path.join(dir, 'app'));
+    const err = await unpackLayers([layer('layer 0', [{ name: 'app/a', content: 'a' }])], dir, { allowedPaths: ['app'] }).catch((e: unknown) => e);
+    expect(isImagegateError(err, 'DESTINATION')).toBe(true);
+    expect((err as Error).message).toMatch(/app is a symlink; each unpack target must be a directory/);
+    expect(await readdir(path.join(root, 'elsewhere'))).toEqual([]);
+  });
+
+  // A rename onto a mount point fails with EBUSY, and so did the unpack into the webhook's emptyDir volumes.
+  it.skipIf(!canMountHere())('unpacks into a declared path that is a mount point (tmpfs), and leaves it empty on failure', async (ctx) => {
+    const { dir } = await target();
+    const volume = path.join(dir, 'app');
+    await mkdir(volume);
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', volume]).status !== 0) ctx.skip('this machine does not allow mounting tmpfs');
+    try {
+      await expect(unpackLayers([layer('layer 0', [{ name: 'app/a', content: 'a' }]), tamperedLayer([{ name: 'app/b', content: 'b' }])], dir, { allowedPaths: ['app'] })).rejects.toThrow(/HMAC/);
+      expect(await readdir(volume)).toEqual([]);
+      await unpackLayers([layer('layer 0', [{ name: 'app/', type: 'directory', mode: 0o750 }, { name: 'app/a', content: 'a' }, { name: 'app/sub/b', content: 'b' }])], dir, { allowedPaths: ['app'] });
+      expect((await readdir(volume)).sort()).toEqual(['a', 'sub']);
+      expect(await readFile(path.join(volume, 'sub/b'), 'utf8')).toBe('b');
+      expect((await stat(volume)).mode & 0o777).toBe(0o750);
+      expect(await readFile('/proc/self/mountinfo', 'utf8')).toContain(` ${volume} `);
+    } finally {
+      spawnSync('umount', [volume]);
+    }
+  });
+});
+
+it.skipIf(!canMountHere())('copies a hard link between two declared paths that are separate volumes', async (ctx) => {
+  const { dir } = await target();
+  const volumes = [path.join(dir, 'app'), path.join(dir, 'etc/app')];
+  const mounted: string[] = [];
+  try {
+    for (const v of volumes) {
+      await mkdir(v, { recursive: true });
+      if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', v]).status !== 0) ctx.skip('this machine does not allow mounting tmpfs');
+      mounted.push(v);
+    }
+    await unpackLayers([layer('layer 0', [{ name: 'app/tool', content: 'bin', mode: 0o750 }, { name: 'etc/app/tool', type: 'link', linkname: 'app/tool' }])], dir, { allowedPaths: ['app', 'etc/app'] });
+    expect(await readFile(path.join(dir, 'etc/app/tool'), 'utf8')).toBe('bin');
+    expect((await stat(path.join(dir, 'etc/app/tool'))).mode & 0o777).toBe(0o750);
+  } finally {
+    for (const v of mounted) spawnSync('umount', [v]);
+  }
+});
+
+function canMountHere(): boolean {
+  return process.getuid?.() === 0 && spawnSync('mount', ['--version']).status === 0;
+}
