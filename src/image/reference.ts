@@ -82,6 +82,64 @@ export function parseImageReference(ref: string): ImageReference {
   return out;
 }
 
+/** Every host name that reaches Docker Hub's registry, folded into one. */
+const DOCKER_HUB_ALIASES = new Set([DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, 'registry-1.docker.io', 'registry.hub.docker.com']);
+/** Ports a registry host listens on when none is written: https's, and plain http's for loopback registries. */
+const DEFAULT_PORTS = new Set(['443', '80']);
+
+/**
+ * The one spelling of a registry host that policy decisions, bindings and cache keys use: lower-cased, IP literals in
+ * their standard form (`[0:0::1]` → `[::1]`, `127.1` → `127.0.0.1`, as the resolver reads them), the default ports
+ * dropped and Docker Hub's aliases folded into `docker.io`. Two spellings that reach the same registry must never be
+ * judged apart: `LOCALHOST:443/prod/app` is `localhost/prod/app`. Not for connecting: `host:80` and `host` are one
+ * name here, but a client dials them on different ports.
+ */
+export function canonicalDomain(domain: string): string {
+  let host: string;
+  try {
+    // WHATWG URL parsing lower-cases, normalises IPv4 and IPv6 literals and keeps any port but 443.
+    host = new URL(`https://${domain}/`).host;
+  } catch {
+    host = domain.toLowerCase();
+  }
+  const port = /:(\d+)$/.exec(host);
+  if (port !== null && DEFAULT_PORTS.has(port[1]!)) host = host.slice(0, port.index);
+  return DOCKER_HUB_ALIASES.has(host) ? DEFAULT_DOMAIN : host;
+}
+
+/** `HOST/PATH` in canonical form ({@link canonicalDomain}, Docker Hub's implicit `library/`): what decisions compare. */
+export function canonicalRepository(r: Pick<ImageReference, 'domain' | 'path'>): string {
+  const domain = canonicalDomain(r.domain);
+  const path = domain === DEFAULT_DOMAIN && !r.path.includes('/') ? `library/${r.path}` : r.path;
+  return `${domain}/${path}`;
+}
+
+/**
+ * A repository name as a user or an annotation writes it (`LOCALHOST:443/prod/app`, `docker.io/nginx`,
+ * `registry-1.docker.io/library/nginx`), in canonical form. Unlike an image reference, the first component is always
+ * the host: a binding or a `--bind` value names a registry. Throws on a name that is not `HOST/PATH`.
+ */
+export function canonicalRepositoryName(name: string): string {
+  const slash = name.indexOf('/');
+  const domain = slash < 0 ? '' : name.slice(0, slash);
+  const path = name.slice(slash + 1);
+  if (!DOMAIN_RE.test(domain)) throw bad(name, 'a repository name is HOST[:PORT]/PATH, starting with its registry host');
+  if (!PATH_RE.test(path)) throw bad(name, `repository ${JSON.stringify(path)} must be lowercase path components of [a-z0-9] separated by ".", "_", "__", "-" or "/"`);
+  return canonicalRepository({ domain, path });
+}
+
+/**
+ * A repository name from an image's own annotations (a Vault binding) in canonical form; one that is not a repository
+ * name stays as written, which never equals a canonical name, so comparing it fails closed.
+ */
+export function canonicalBindingName(name: string): string {
+  try {
+    return canonicalRepositoryName(name);
+  } catch {
+    return name;
+  }
+}
+
 /** `docker.io/library/busybox:latest`, the fully-qualified form. */
 export function formatImageReference(r: ImageReference): string {
   return `${r.domain}/${r.path}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${r.digest}` : ''}`;
