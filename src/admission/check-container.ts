@@ -1,4 +1,5 @@
 import type { JsonObject } from '../image/validate.js';
+import { containerDifferences, sameVolume } from './container-equality.js';
 
 /** How the webhook injects `imagegate init --check` (node model): the pod proves it can unwrap its images' keys. */
 export interface CheckContainerSettings {
@@ -12,7 +13,15 @@ export interface CheckContainerSettings {
   vaultRole: string;
   /** Audience of the projected service-account token the Vault role expects. */
   audience: string;
+  /** How `image` starts imagegate's CLI; default CHECK_COMMAND, the layout of deploy/Dockerfile's runtime image. */
+  command?: string[];
 }
+
+/**
+ * The check's command, set explicitly rather than left to the image's entrypoint, so that it is part of what the
+ * validating hook compares. deploy/Dockerfile's runtime ENTRYPOINT is the same (a unit test holds them together).
+ */
+export const CHECK_COMMAND = ['/nodejs/bin/node', '/opt/imagegate/dist/cli/imagegate.js'];
 
 const ROLE_PLACEHOLDER = /\{(namespace|serviceAccount)\}/g;
 
@@ -48,18 +57,42 @@ function vaultEnv(settings: CheckContainerSettings): JsonObject[] {
   ];
 }
 
+/**
+ * Variables Node.js and OpenSSL read at start-up that load other code or weaken TLS, pinned empty in the check: a
+ * container's env entry beats anything envFrom supplies, and the validating hook refuses any other env or envFrom, so
+ * the pod cannot reach them (`NODE_OPTIONS=--import=data:…process.exit(0)` would end the check with 0 before it ran).
+ * Settings that need one of them (vaultEnv) override the empty value.
+ */
+const PINNED_RUNTIME_ENV = ['NODE_OPTIONS', 'NODE_PATH', 'NODE_EXTRA_CA_CERTS', 'NODE_TLS_REJECT_UNAUTHORIZED', 'OPENSSL_CONF'];
+
+/** One entry per name: a later entry replaces an earlier one (the kubelet would let the last one win). */
+function mergedEnv(...entries: JsonObject[]): JsonObject[] {
+  const byName = new Map<unknown, JsonObject>();
+  for (const e of entries) byName.set(e.name, e);
+  return [...byName.values()];
+}
+
 const HARDENED = { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
 
-/** The init container, for the pod's images pinned by digest; the validating hook compares against exactly this. */
+/**
+ * The init container, for the pod's images pinned by digest; the validating hook compares against exactly this.
+ * Every field the API server would default is set, so what it stores is what was injected: the pull policy (the
+ * image is pinned by digest), and the termination message taken from the log when the check fails, so that
+ * `kubectl describe pod` shows why.
+ */
 export function checkContainer(settings: CheckContainerSettings, images: string[]): JsonObject {
   return {
     name: CHECK_CONTAINER_NAME,
     image: settings.image,
+    command: settings.command ?? CHECK_COMMAND,
     args: ['init', '--check', ...images.map((i) => `docker://${i}`)],
-    env: vaultEnv(settings),
+    env: mergedEnv(...PINNED_RUNTIME_ENV.map((name) => ({ name, value: '' })), ...vaultEnv(settings)),
     volumeMounts: [{ name: TOKEN_VOLUME_NAME, mountPath: TOKEN_DIR, readOnly: true }],
     securityContext: HARDENED,
     resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    imagePullPolicy: 'IfNotPresent',
+    terminationMessagePath: '/dev/termination-log',
+    terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }
 
@@ -84,26 +117,82 @@ export function unpackContainer(settings: CheckContainerSettings, containerName:
   };
 }
 
-/** A projected token only for Vault (its own audience, 10 minutes), not the pod's API token. */
+/** A projected token only for Vault (its own audience, 10 minutes), not the pod's API token; defaults spelled out. */
 export function tokenVolume(settings: CheckContainerSettings): JsonObject {
-  return { name: TOKEN_VOLUME_NAME, projected: { sources: [{ serviceAccountToken: { audience: settings.audience, expirationSeconds: 600, path: 'token' } }] } };
+  return {
+    name: TOKEN_VOLUME_NAME,
+    projected: { defaultMode: 420, sources: [{ serviceAccountToken: { audience: settings.audience, expirationSeconds: 600, path: 'token' } }] },
+  };
 }
 
 /**
- * Whether `spec` runs the check exactly as injected: first init container, same fields (the API server may add
- * defaults such as terminationMessagePath and imagePullPolicy, which are ignored), and the token volume.
+ * Whether `container` takes a name reserved for what imagegate injects: `imagegate-check`, or any `imagegate-` name
+ * running imagegate's own image (which the policy does not judge). The mutating hook replaces such containers and the
+ * validating hook refuses them, so a pod can never bring its own check.
+ */
+export function isReservedContainer(container: JsonObject, checkImage: string): boolean {
+  const name = typeof container.name === 'string' ? container.name : '';
+  return name === CHECK_CONTAINER_NAME || (name.startsWith(IMAGEGATE_CONTAINER_PREFIX) && container.image === checkImage);
+}
+
+/** One JSON Patch (RFC 6902) operation, as the API server applies them. */
+export type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown } | { op: 'remove'; path: string };
+
+/**
+ * The JSON Patch that makes the pod spec at `specPath` run `expected` as its first init container, with `volume`.
+ * Nothing when it already does (the validating hook's comparison). Otherwise every reserved container is removed,
+ * whoever put it there (the pod's author, or imagegate itself when it is re-invoked after another mutating webhook
+ * put an init container first), and `expected` is added first; a missing or altered token volume is put right.
+ */
+export function checkPlacementPatch(spec: JsonObject, specPath: string, expected: JsonObject, volume: JsonObject): JsonPatchOp[] {
+  const ops: JsonPatchOp[] = [];
+  if (checkContainerProblem(spec, expected) !== undefined) {
+    for (const list of ['containers', 'initContainers'] as const) {
+      const reserved = objectsOf(spec, list).flatMap((c, i) => (isReservedContainer(c, String(expected.image)) ? [i] : []));
+      for (const i of reserved.reverse()) ops.push({ op: 'remove', path: `${specPath}/${list}/${i}` });
+    }
+    ops.push(Array.isArray(spec.initContainers) ? { op: 'add', path: `${specPath}/initContainers/0`, value: expected } : { op: 'add', path: `${specPath}/initContainers`, value: [expected] });
+  }
+  const volumes = objectsOf(spec, 'volumes');
+  const at = volumes.findIndex((v) => v.name === TOKEN_VOLUME_NAME);
+  if (at >= 0 && !sameVolume(volumes[at], volume)) ops.push({ op: 'replace', path: `${specPath}/volumes/${at}`, value: volume });
+  else if (at < 0) ops.push(Array.isArray(spec.volumes) ? { op: 'add', path: `${specPath}/volumes/-`, value: volume } : { op: 'add', path: `${specPath}/volumes`, value: [volume] });
+  return ops;
+}
+
+/**
+ * Why `spec` does not run the check exactly as injected, or undefined when it does: `expected` must be the first init
+ * container, equal field by field apart from what the API server adds (container-equality.ts), no other container may
+ * take a reserved name, and the token volume must be `volume`.
  */
 export function checkIsIntact(spec: JsonObject, expected: JsonObject, volume: JsonObject): string | undefined {
-  const init = Array.isArray(spec.initContainers) ? (spec.initContainers as JsonObject[]) : [];
-  const found = init[0];
-  if (found === undefined || found.name !== CHECK_CONTAINER_NAME) {
-    return `the ${CHECK_CONTAINER_NAME} init container is missing or not first`;
+  const problem = checkContainerProblem(spec, expected);
+  if (problem !== undefined) return problem;
+  const found = objectsOf(spec, 'volumes').find((v) => v.name === TOKEN_VOLUME_NAME);
+  if (found === undefined) return `the ${TOKEN_VOLUME_NAME} volume is missing`;
+  return sameVolume(found, volume) ? undefined : `the ${TOKEN_VOLUME_NAME} volume was altered`;
+}
+
+function checkContainerProblem(spec: JsonObject, expected: JsonObject): string | undefined {
+  const inits = objectsOf(spec, 'initContainers');
+  const at = inits.findIndex((c) => c.name === CHECK_CONTAINER_NAME);
+  if (at < 0) return `the ${CHECK_CONTAINER_NAME} init container is missing`;
+  if (at > 0) {
+    // Only a webhook that ran after imagegate's mutating hook puts a container there; naming it names the webhook.
+    const before = inits.slice(0, at).map((c) => `${String(c.name)} (image ${String(c.image)})`);
+    const which = before.length === 1 ? `init container ${before[0]} was` : `init containers ${before.join(', ')} were`;
+    return `the ${CHECK_CONTAINER_NAME} init container is not first: ${which} placed before it, most likely by a mutating webhook that ran after imagegate's`;
   }
-  for (const field of Object.keys(expected)) {
-    if (JSON.stringify(found[field]) !== JSON.stringify(expected[field])) return `the ${CHECK_CONTAINER_NAME} init container was altered (${field})`;
-  }
-  const volumes = Array.isArray(spec.volumes) ? (spec.volumes as JsonObject[]) : [];
-  const v = volumes.find((x) => x.name === TOKEN_VOLUME_NAME);
-  if (v === undefined || JSON.stringify(v.projected) !== JSON.stringify(volume.projected)) return `the ${TOKEN_VOLUME_NAME} volume is missing or altered`;
+  const altered = containerDifferences(inits[0]!, expected, objectsOf(spec, 'volumes'));
+  if (altered.length > 0) return `the ${CHECK_CONTAINER_NAME} init container was altered (${altered.join(', ')})`;
+  const checkImage = String(expected.image);
+  const stray = [...objectsOf(spec, 'initContainers').slice(1), ...objectsOf(spec, 'containers')].find((c) => isReservedContainer(c, checkImage));
+  if (stray !== undefined) return `container ${String(stray.name)} runs imagegate's image under a name reserved for the containers imagegate injects, and imagegate did not inject it`;
   return undefined;
+}
+
+/** The objects in one of a pod spec's lists (containers, volumes); a missing list is empty. */
+function objectsOf(spec: JsonObject, list: string): JsonObject[] {
+  const items = spec[list];
+  return Array.isArray(items) ? items.filter((x): x is JsonObject => typeof x === 'object' && x !== null && !Array.isArray(x)) : [];
 }
