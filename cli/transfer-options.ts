@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { createInterface } from 'node:readline';
+import { ImagegateError } from '../src/errors.js';
 import type { CopyOptions } from '../src/ops/copy.js';
 import { parseCredentialsFlag } from '../src/transport/registry/credentials.js';
 import { readUserFile } from '../src/util/user-file.js';
@@ -34,15 +36,18 @@ export interface TransferSettings {
 /** Adds the registry and transfer flags; `copies` adds those that only matter when an image is written. */
 export function addTransferOptions(command: Command, copies: boolean): Command {
   command
-    .option('--creds <user:password>', 'registry credentials (default: from auth.json / ~/.docker/config.json and credential helpers)')
+    .option(
+      '--creds <user[:password]>',
+      'registry credentials (default: from auth.json / ~/.docker/config.json and credential helpers); with USER alone the password is asked for on the terminal, or read as one line from standard input',
+    )
     .option('--authfile <file>', 'read registry credentials only from this auth file (containers-auth.json or docker config.json)')
     .option('--ca-cert <file>', 'trust this PEM CA certificate for registry TLS; repeatable', collect, [])
     .option('--insecure', 'allow plain HTTP to a registry on this machine (localhost, 127.0.0.0/8, ::1)')
     .option('--insecure-registry <host:port>', 'allow plain HTTP to this registry only (on this machine); repeatable', collect, []);
   if (copies) {
     command
-      .option('--src-creds <user:password>', 'credentials for the source registry only')
-      .option('--dest-creds <user:password>', 'credentials for the destination registry only')
+      .option('--src-creds <user[:password]>', 'credentials for the source registry only (USER alone: the password is asked for, as with --creds)')
+      .option('--dest-creds <user[:password]>', 'credentials for the destination registry only (USER alone: the password is asked for, as with --creds)')
       .option('--chunk-size <size>', 'upload new layers in chunks of this size (e.g. 16M) instead of one streamed request')
       .option('-j, --jobs <n>', 'layers moved at once (default 3)')
       .option('--retry-times <n>', 'retries after a temporary registry or network failure (default 3)')
@@ -61,16 +66,17 @@ export async function transferSettings(flags: TransferFlags, verb: string): Prom
   };
   const retries = flags.retryTimes !== undefined ? parseCount(flags.retryTimes, '--retry-times', 0, 20) : undefined;
   if (retries !== undefined) base.retry = { attempts: retries + 1, baseDelayMs: 500 };
+  const creds = await completeCredentials(flags);
   const credsFor = (specific: string | undefined): RegistryOptions => {
-    const text = specific ?? flags.creds;
+    const text = specific ?? creds.creds;
     return text !== undefined ? { ...base, credentials: parseCredentialsFlag(text) } : base;
   };
-  const destination = credsFor(flags.destCreds);
+  const destination = credsFor(creds.destCreds);
   if (flags.chunkSize !== undefined) destination.chunkSize = parseByteSize(flags.chunkSize, '--chunk-size');
   const mode = flags.quiet === true ? 'none' : resolveProgressMode(flags.progress, process.stderr);
   const progress = mode === 'none' ? undefined : createProgressReporter(mode, process.stderr, { verb });
   return {
-    source: { registry: credsFor(flags.srcCreds) },
+    source: { registry: credsFor(creds.srcCreds) },
     destination: { registry: destination },
     copy: {
       ...(flags.jobs !== undefined ? { concurrency: parseCount(flags.jobs, '--jobs', 1, 32) } : {}),
@@ -79,6 +85,95 @@ export async function transferSettings(flags: TransferFlags, verb: string): Prom
     },
     progress,
   };
+}
+
+/** Password lines are short; a longer "line" is not a password typed or piped in. */
+const MAX_PASSWORD_LINE = 4096;
+
+/**
+ * The credential flags with every password filled in. A password on a command line is visible to every user of the
+ * machine (`ps`, /proc) and lands in shell history and CI logs, so, as in skopeo, `--creds USER` without
+ * `:PASSWORD` asks for it: on a terminal a prompt on stderr without echo, otherwise one line from standard input
+ * (`printf '%s\n' "$PASSWORD" | imagegate … --creds USER`). With several such flags the lines are read in the order
+ * --creds, --src-creds, --dest-creds.
+ */
+async function completeCredentials(flags: TransferFlags): Promise<Pick<TransferFlags, 'creds' | 'srcCreds' | 'destCreds'>> {
+  const names = [
+    ['creds', '--creds'],
+    ['srcCreds', '--src-creds'],
+    ['destCreds', '--dest-creds'],
+  ] as const;
+  const out: Pick<TransferFlags, 'creds' | 'srcCreds' | 'destCreds'> = {};
+  const needing = names.filter(([key]) => flags[key] !== undefined && !flags[key]!.includes(':'));
+  const lines = needing.length > 0 && process.stdin.isTTY !== true ? stdinLines() : undefined;
+  try {
+    for (const [key, flag] of names) {
+      const text = flags[key];
+      if (text === undefined) continue;
+      if (text.includes(':') || text === '') {
+        out[key] = text;
+        continue;
+      }
+      const password = lines !== undefined ? await lines.next(flag, text) : await promptHidden(`Password for ${text} (${flag}): `);
+      out[key] = `${text}:${password}`;
+    }
+  } finally {
+    lines?.close();
+  }
+  return out;
+}
+
+/** Lines of standard input, read one at a time so nothing after the passwords is consumed. */
+function stdinLines(): { next: (flag: string, user: string) => Promise<string>; close: () => void } {
+  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
+  const iterator = rl[Symbol.asyncIterator]();
+  return {
+    async next(flag, user) {
+      const r = await iterator.next();
+      if (r.done === true) {
+        throw new ImagegateError(
+          'USAGE',
+          `${flag} ${user} gives no password, and standard input ended before one was read; pipe it in as one line (printf '%s\\n' "$PASSWORD" | imagegate … ${flag} ${user}), or use an auth file (--authfile)`,
+        );
+      }
+      if (r.value.length > MAX_PASSWORD_LINE) throw new ImagegateError('USAGE', `${flag} ${user}: the line read from standard input is longer than ${MAX_PASSWORD_LINE} characters, so it is not a password`);
+      return r.value;
+    },
+    close() {
+      rl.close();
+      // Whatever follows the password lines is not ours to read; let the process exit without waiting for it.
+      process.stdin.destroy();
+    },
+  };
+}
+
+/** Asks on the terminal without echoing what is typed (raw mode); Ctrl-C interrupts, Ctrl-D ends the input. */
+function promptHidden(question: string): Promise<string> {
+  const stdin = process.stdin;
+  // Echo off before the question shows: whatever is typed once it is visible is never echoed.
+  stdin.setRawMode(true);
+  stdin.resume();
+  process.stderr.write(question);
+  return new Promise<string>((resolve, reject) => {
+    let typed = '';
+    const finish = (error?: ImagegateError): void => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      if (error !== undefined) reject(error);
+      else resolve(typed);
+    };
+    const onData = (chunk: Buffer): void => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') return finish();
+        if (ch === '\u0003') return finish(new ImagegateError('INTERRUPTED', 'interrupted at the password prompt; nothing was done'));
+        if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
+        else if (typed.length < MAX_PASSWORD_LINE) typed += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
 }
 
 function readCaFile(file: string): Promise<string> {

@@ -1,14 +1,23 @@
 import type { Command } from 'commander';
+import { ImagegateError } from '../../src/errors.js';
 import { VaultLayerKeys } from '../../src/crypto/wrappers/vault.js';
 import { loadKeyProviderConfig } from '../../src/keyprovider/config.js';
 import { serveKeyProviderGrpc } from '../../src/keyprovider/grpc.js';
 import { answerKeyProviderRequest } from '../../src/keyprovider/key-provider.js';
+import { parseKeyProviderListenAddress } from '../../src/keyprovider/listen-address.js';
+import { resolveSocketGroup } from '../../src/keyprovider/socket-access.js';
 import { info, interruptSignal } from '../run.js';
 import { MAX_REQUEST_BYTES } from '../../src/keyprovider/protocol.js';
 import { readAll } from '../../src/util/streams.js';
 import { vaultSettingsFromEnv } from '../../src/vault/settings.js';
 import { Transit } from '../../src/vault/transit.js';
 import { VaultSession } from '../../src/vault/vault-session.js';
+
+interface KeyproviderFlags {
+  config?: string;
+  grpc?: string;
+  grpcSocketGroup?: string;
+}
 
 export function registerKeyprovider(program: Command): void {
   program
@@ -18,19 +27,34 @@ export function registerKeyprovider(program: Command): void {
       'Answers one ocicrypt key-provider request on stdin with Vault Transit and writes the answer to stdout.\n' +
         'Register it in the file OCICRYPT_KEYPROVIDER_CONFIG names:\n' +
         '  {"key-providers": {"imagegate": {"cmd": {"path": "/usr/local/bin/imagegate", "args": ["keyprovider", "--config", "/etc/imagegate/keyprovider.json"]}}}}\n' +
-        'then encrypt with provider:imagegate:[MOUNT/]KEY@HOST/REPOSITORY and decrypt with provider:imagegate.',
+        'then encrypt with provider:imagegate:[MOUNT/]KEY@HOST/REPOSITORY and decrypt with provider:imagegate.\n\n' +
+        'The --config file (JSON) holds "vault" (the Vault settings imagegate reads from the environment: VAULT_ADDR, ' +
+        'IMAGEGATE_VAULT_AUTH, …), "defaultKey" and "defaultBinding" for wrapping, and "allowedBindings": a list of ' +
+        'repository globs (registry.example/team/**; * within a path segment, ** across them) limiting which ' +
+        "repositories' layer keys this node may unwrap; a key bound elsewhere is refused. Unknown settings are errors.\n\n" +
+        'Only derived Transit keys are used: they bind each wrapped key to its repository.',
     )
-    .option('--config <file>', 'JSON settings: {"vault": {VAULT_ADDR, IMAGEGATE_VAULT_AUTH, …}, "defaultKey", "defaultBinding"}')
-    .option('--grpc <address>', 'serve keyprovider.KeyProviderService over gRPC on HOST:PORT or unix:///PATH instead (plaintext: loopback or a socket only)')
-    .action(async (flags: { config?: string; grpc?: string }) => {
+    .option('--config <file>', 'JSON settings: {"vault": {VAULT_ADDR, IMAGEGATE_VAULT_AUTH, …}, "defaultKey", "defaultBinding", "allowedBindings"}')
+    .option(
+      '--grpc <address>',
+      'serve keyprovider.KeyProviderService over plaintext gRPC instead, on unix:///PATH (socket mode 0600) or a loopback HOST:PORT (127.0.0.1, [::1], localhost); other addresses are refused',
+    )
+    .option('--grpc-socket-group <group>', 'with --grpc unix:///PATH: let this group (name or GID) connect too, mode 0660 (e.g. a runtime not running as root)')
+    .action(async (flags: KeyproviderFlags) => {
+      // Usage errors first, before any Vault login: a refused address must not wait for Vault.
+      const listen = flags.grpc !== undefined ? parseKeyProviderListenAddress(flags.grpc) : undefined;
+      if (flags.grpcSocketGroup !== undefined && listen?.kind !== 'unix') {
+        throw new ImagegateError('USAGE', '--grpc-socket-group applies only with --grpc unix:///PATH');
+      }
+      const socketGroup = flags.grpcSocketGroup !== undefined ? await resolveSocketGroup(flags.grpcSocketGroup) : undefined;
       const config = await loadKeyProviderConfig(flags.config);
       const settings = await vaultSettingsFromEnv({ ...process.env, ...config.vault });
       const session = new VaultSession(settings);
       const vault = new VaultLayerKeys(new Transit(session));
-      if (flags.grpc !== undefined) {
+      if (listen !== undefined) {
         await session.ensureLoggedIn();
         session.startRenewal((e) => info(`imagegate keyprovider: ${e.message}`));
-        const served = await serveKeyProviderGrpc(flags.grpc, (request) => answerKeyProviderRequest(request, vault, config));
+        const served = await serveKeyProviderGrpc(listen.address, (request) => answerKeyProviderRequest(request, vault, config), socketGroup !== undefined ? { socketGroup } : {});
         info(`imagegate keyprovider: serving keyprovider.KeyProviderService on ${served.address}`);
         process.stdout.write(`${served.address}\n`);
         const signal = interruptSignal();

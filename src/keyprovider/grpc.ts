@@ -1,6 +1,8 @@
 import { Server, ServerCredentials, status, type ServiceDefinition, type handleUnaryCall } from '@grpc/grpc-js';
 import { ImagegateError, isImagegateError } from '../errors.js';
-import { clearStaleSocket, unixSocketPath } from './stale-socket.js';
+import { parseKeyProviderListenAddress } from './listen-address.js';
+import { bindRestrictedSocket } from './socket-access.js';
+import { clearStaleSocket } from './stale-socket.js';
 
 /**
  * ocicrypt's gRPC transport for key providers (utils/keyprovider/keyprovider.proto): service
@@ -64,11 +66,25 @@ const KEY_PROVIDER_SERVICE: ServiceDefinition = {
   UnWrapKey: { path: '/keyprovider.KeyProviderService/UnWrapKey', requestStream: false, responseStream: false, requestSerialize: passthrough.serialize, requestDeserialize: passthrough.deserialize, responseSerialize: passthrough.serialize, responseDeserialize: passthrough.deserialize },
 };
 
+export interface GrpcServeOptions {
+  /** GID that may connect to a Unix socket besides its owner (mode 0660 instead of 0600). */
+  socketGroup?: number;
+}
+
 /**
- * Serves the key provider over gRPC (plaintext, as ocicrypt dials it before `grpc-tls`; bind it to loopback or a
- * Unix socket). `answer` turns the request JSON into the response JSON. Resolves with the bound address.
+ * Serves the key provider over gRPC (plaintext, as ocicrypt dials it before `grpc-tls`), only on a Unix socket or
+ * a loopback address (listen-address.ts); a socket is created mode 0600, or 0660 for `socketGroup`. `answer`
+ * turns the request JSON into the response JSON. Resolves with the bound address.
  */
-export async function serveKeyProviderGrpc(address: string, answer: (request: Buffer) => Promise<Buffer>): Promise<{ address: string; stop: () => Promise<void> }> {
+export async function serveKeyProviderGrpc(
+  address: string,
+  answer: (request: Buffer) => Promise<Buffer>,
+  options: GrpcServeOptions = {},
+): Promise<{ address: string; stop: () => Promise<void> }> {
+  const listen = parseKeyProviderListenAddress(address);
+  if (listen.kind === 'tcp' && options.socketGroup !== undefined) {
+    throw new ImagegateError('USAGE', `--grpc-socket-group applies to a Unix socket, not to ${address}`);
+  }
   const server = new Server();
   const handle: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
     answer(call.request).then(
@@ -77,9 +93,19 @@ export async function serveKeyProviderGrpc(address: string, answer: (request: Bu
     );
   };
   server.addService(KEY_PROVIDER_SERVICE, { WrapKey: handle, UnWrapKey: handle });
-  const socket = unixSocketPath(address);
-  if (socket !== undefined) await clearStaleSocket(socket);
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  const bound = address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`);
+  const bind = (): Promise<number> => new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  let port: number;
+  if (listen.kind === 'unix') {
+    await clearStaleSocket(listen.path);
+    try {
+      port = await bindRestrictedSocket(listen.path, options.socketGroup, bind);
+    } catch (e) {
+      server.forceShutdown();
+      throw e;
+    }
+  } else {
+    port = await bind();
+  }
+  const bound = listen.kind === 'unix' ? address : address.replace(/:\d+$/, `:${port}`);
   return { address: bound, stop: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
 }

@@ -1,6 +1,7 @@
 import { ImagegateError } from '../errors.js';
 import { decodeVaultItem, VAULT_PROVIDER_NAME, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
 import { parseTransitKeyRef } from '../vault/transit.js';
+import { assertBindingAllowed } from './allowed-bindings.js';
 import { keyUnwrapResponse, keyWrapResponse, parseKeyProviderRequest } from './protocol.js';
 
 export interface KeyProviderOptions {
@@ -10,6 +11,8 @@ export interface KeyProviderOptions {
   defaultBinding?: string;
   /** The repository an unwrap is for, when the runtime's configuration says; otherwise the item's own binding. */
   repository?: string;
+  /** Canonical repository globs; when set, only layer keys bound to a matching repository are unwrapped. */
+  allowedBindings?: string[];
 }
 
 /**
@@ -23,8 +26,11 @@ export async function answerKeyProviderRequest(request: Buffer, vault: VaultLaye
     const { key, binding } = parseRecipientParams(params === 'Enabled' ? undefined : params, options);
     return keyWrapResponse(await vault.wrap(req.optsData, key, binding));
   }
-  const item = decodeVaultItem(req.annotation, 'key-provider unwrap');
-  return keyUnwrapResponse(await vault.unwrap(item, options.repository, 'key-provider unwrap'));
+  const label = 'key-provider unwrap';
+  const item = decodeVaultItem(req.annotation, label);
+  // Vault checks the binding against the derived key's context; this checks that this node may unwrap it at all.
+  if (options.allowedBindings !== undefined) assertBindingAllowed(options.repository ?? item.binding, options.allowedBindings, label);
+  return keyUnwrapResponse(await vault.unwrap(item, options.repository, label));
 }
 
 function parseRecipientParams(params: string | undefined, options: KeyProviderOptions): { key: ReturnType<typeof parseTransitKeyRef>; binding: string } {

@@ -25,7 +25,7 @@ export function vaultMessages(body: unknown): string {
 }
 
 /**
- * Turns a failed Vault call (node-vault's ApiResponseError, an axios network error, anything) into an error that
+ * Turns a failed Vault call (node-vault's ApiResponseError, an undici network error, anything) into an error that
  * says which Vault, which path, what went wrong and what to do. Nothing of the request body is ever quoted.
  */
 export function vaultError(e: unknown, ctx: VaultRequestContext): ImagegateError {

@@ -2,6 +2,7 @@ import nodeVault from 'node-vault';
 import { ImagegateError } from '../errors.js';
 import type { VaultAuth, VaultSettings } from './settings.js';
 import { vaultError, vaultMessages } from './vault-error.js';
+import { vaultTransport } from './vault-http.js';
 
 /** Vault's login answer, the part we use. */
 interface LoginAuth {
@@ -17,8 +18,9 @@ const RENEW_AT = 2 / 3;
 /**
  * One identity's connection to Vault, as a typed layer over node-vault (whose own types are `any`). It logs in
  * lazily, logs in again when the token is refused or runs out, can keep a long-running process's token renewed,
- * and counts round trips so batching can be checked. node-vault's debug logging, which would print request bodies
- * with tokens and key material, is switched off.
+ * and counts round trips so batching can be checked. Nothing it sends can be printed by a debug setting: node-vault's
+ * own debug logging (request bodies: secret ids, JWTs, layer keys) is switched off, and its requests go through our
+ * undici transport (vault-http.ts) instead of axios, whose redirect library prints the token header under `DEBUG`.
  */
 export class VaultSession {
   /** HTTP requests sent to Vault, logins included. */
@@ -30,14 +32,16 @@ export class VaultSession {
   private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly settings: VaultSettings) {
-    const tls = settings.ca !== undefined ? { ca: settings.ca } : {};
     this.client = nodeVault({
       endpoint: settings.address,
       apiVersion: 'v1',
       ...(settings.namespace !== undefined ? { namespace: settings.namespace } : {}),
       debug: () => {},
-      requestOptions: { ...tls, timeout: settings.timeoutMs ?? DEFAULT_TIMEOUT_MS },
+      'request-promise': vaultTransport({ ...(settings.ca !== undefined ? { ca: settings.ca } : {}), timeoutMs: settings.timeoutMs ?? DEFAULT_TIMEOUT_MS }),
     } as nodeVault.VaultOptions);
+    // node-vault adds VAULT_TOKEN from the environment to requests that carry no token header, logins included;
+    // this session decides which token each request carries.
+    (this.client as { token: string | undefined }).token = undefined;
     if (settings.auth.method === 'token') this.token = settings.auth.token;
   }
 

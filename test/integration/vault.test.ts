@@ -17,7 +17,7 @@ import { encryptImage } from '../../src/ops/encrypt.js';
 import { openDestination, withSource } from '../../src/transport/transports.js';
 import { Transit } from '../../src/vault/transit.js';
 import { VaultSession } from '../../src/vault/vault-session.js';
-import { buildOciLayout, randomLayerFiles, type BuiltLayout } from '../support/image-builder.js';
+import { buildOciLayout, randomLayerFiles, readManifestFor, type BuiltLayout } from '../support/image-builder.js';
 import { imagegate, imagegateOk, layerContentDigests } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
@@ -318,7 +318,7 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
     expect(renewing.roundTrips, 'the renewed token still works, with no new login').toBe(trips + 1);
   });
 
-  it('wraps and unwraps a 20-layer image in one Transit round trip each', async () => {
+  it('wraps and unwraps a 20-layer image in one Transit batch each (plus, for wrapping, one derived-key probe per key)', async () => {
     const twenty = await buildOciLayout(path.join(work, 'twenty'), {
       tag: 'v1',
       images: [{ layers: Array.from({ length: 20 }, (_, i) => ({ files: [{ path: `layer/${i}.txt`, content: `layer ${i}\n` }] })) }],
@@ -331,13 +331,15 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
       encryptImage(s, await openDestination(`oci:${enc}:v1`), { recipients: [{ vault: keys, keys: [{ mount: 'transit', name: KEY }], binding: 'reg.example/twenty' }] }),
     );
     const wrapMs = performance.now() - started;
-    expect(session.roundTrips).toBe(1);
+    // The batch, then the probe that shows the key is derived (derived-key.ts): two requests for twenty layers.
+    expect(session.roundTrips).toBe(2);
 
     started = performance.now();
     const dec = await testTempDir('twenty-dec-');
     await withSource(`oci:${enc}:v1`, async (s) => decryptImage(s, await openDestination(`oci:${dec}:v1`), { keys: [], vault: { keys, repository: undefined } }));
     const unwrapMs = performance.now() - started;
-    expect(session.roundTrips).toBe(2);
+    // Unwrapping probes inside the batch itself: one request.
+    expect(session.roundTrips).toBe(3);
     expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(twenty));
     // The Vault part alone: one batch of 20 layer keys (193-byte private options each) each way.
     const transit = new Transit(session);
@@ -349,9 +351,30 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
     await transit.decrypt({ mount: 'transit', name: KEY }, wrappedKeys.map((w, i) => ({ ciphertext: w.ok ? w.value.ciphertext : '', context: items[i]!.context })));
     const batchUnwrapMs = performance.now() - started;
     process.stderr.write(
-      `vault: 20-layer image: wrap 1 round trip (${batchWrapMs.toFixed(1)} ms for the batch; ${wrapMs.toFixed(0)} ms for the whole encrypt), ` +
+      `vault: 20-layer image: wrap 1 batch + 1 probe (${batchWrapMs.toFixed(1)} ms for the batch; ${wrapMs.toFixed(0)} ms for the whole encrypt), ` +
         `unwrap 1 round trip (${batchUnwrapMs.toFixed(1)} ms; ${unwrapMs.toFixed(0)} ms for the whole decrypt)\n`,
     );
+  });
+
+  it('encrypt refuses a Transit key that is not derived, as a CI identity that may only encrypt (no read on the key)', async () => {
+    // A key made without derived=true ignores the Transit context, so the repository binding would mean nothing.
+    await bao.api('POST', 'transit/keys/legacy', { type: 'aes256-gcm96' });
+    await bao.api('PUT', 'sys/policies/acl/ci-legacy', { policy: 'path "transit/encrypt/legacy" { capabilities = ["update"] }' });
+    await bao.api('POST', 'auth/approle/role/ci-legacy', { token_policies: ['ci-legacy'], token_ttl: '10m' });
+    const roleId = (await bao.api('GET', 'auth/approle/role/ci-legacy/role-id')).data.role_id as string;
+    const secretId = (await bao.api('POST', 'auth/approle/role/ci-legacy/secret-id', {})).data.secret_id as string;
+    const ciLegacy = { ...env.ci, VAULT_ROLE_ID: roleId, VAULT_SECRET_ID: secretId };
+    const out = await testTempDir('legacy-enc-');
+    const res = await imagegate(['encrypt', `oci:${src.dir}:v1`, `oci:${out}:v1`, '-r', 'vault:transit/legacy', '--bind', `${reg.host}/team/legacy`, '-q'], { env: ciLegacy });
+    expect(res.code, res.stderr).toBe(4);
+    expect(res.stderr).toContain('transit/keys/legacy is not a derived Transit key, so it cannot bind layer keys to their repository');
+    expect(res.stderr).toContain('`vault write transit/keys/NEW_NAME derived=true`');
+    expect(res.stderr).toContain('`imagegate vault setup`');
+    // Nothing was written; and the same identity still encrypts with a derived key it may use (no read needed).
+    await expect(readManifestFor(out, 'v1')).rejects.toThrow();
+    await bao.api('POST', 'transit/keys/derived-ci', { derived: true });
+    await bao.api('PUT', 'sys/policies/acl/ci-legacy', { policy: 'path "transit/encrypt/derived-ci" { capabilities = ["update"] }' });
+    await imagegateOk(['encrypt', `oci:${src.dir}:v1`, `oci:${await testTempDir('derived-enc-')}:v1`, '-r', 'vault:transit/derived-ci', '--bind', `${reg.host}/team/legacy`, '-q'], { env: ciLegacy });
   });
 
   it('a sealed Vault is reported as sealed (last: it stays sealed)', async () => {

@@ -1,5 +1,7 @@
 import { ImagegateError } from '../../errors.js';
+import { canonicalBindingName } from '../../image/reference.js';
 import { Coalescer } from '../../util/coalesce.js';
+import { DerivedKeysOnly } from '../../vault/derived-key.js';
 import { formatTransitKeyRef, versionOf, type Transit, type TransitKeyRef, type WrappedByTransit } from '../../vault/transit.js';
 import { splitAnnotationItems, type RecipientSummary } from '../key-wrapper.js';
 import { KEYS_ANNOTATION_PREFIX } from '../layer-options.js';
@@ -32,7 +34,26 @@ export function encodeVaultItem(w: VaultWrappedKey): Buffer {
   return Buffer.from(JSON.stringify({ v: w.v, mount: w.mount, key: w.key, version: w.version, ciphertext: w.ciphertext, binding: w.binding }));
 }
 
+/**
+ * Reads a wrapped item. Its `version` field is only a label: the key version is the one in the Transit ciphertext
+ * (`vault:vN:`), which Vault vouches for when it unwraps. An item whose label disagrees was edited after wrapping
+ * (to pass a policy's minVersion, say) and is refused.
+ */
 export function decodeVaultItem(item: Buffer, where: string): VaultWrappedKey {
+  const { wrapped, labelledVersion } = parseVaultItem(item, where);
+  if (labelledVersion !== undefined) throw new ImagegateError('INTEGRITY', tamperedVersionMessage(where, labelledVersion, wrapped.version));
+  return wrapped;
+}
+
+function tamperedVersionMessage(where: string, labelled: number, actual: number): string {
+  return (
+    `${where}: the ${VAULT_SCHEME} wrapped key says key version ${labelled}, but its Transit ciphertext is version ${actual}; ` +
+    `the annotation was edited after wrapping. Do not use this image: re-fetch it from its publisher, or have them re-encrypt or rewrap it`
+  );
+}
+
+/** The item, and the version its JSON claims when that differs from the ciphertext's. */
+function parseVaultItem(item: Buffer, where: string): { wrapped: VaultWrappedKey; labelledVersion?: number } {
   const bad = (why: string): ImagegateError => new ImagegateError('BAD_FORMAT', `${where}: the ${VAULT_SCHEME} wrapped key ${why}`);
   if (item.length > MAX_ITEM_BYTES) throw bad(`is ${item.length} bytes, more than any imagegate writes`);
   let json: Record<string, unknown>;
@@ -45,15 +66,15 @@ export function decodeVaultItem(item: Buffer, where: string): VaultWrappedKey {
   for (const field of ['mount', 'key', 'ciphertext', 'binding'] as const) {
     if (typeof json[field] !== 'string' || json[field] === '') throw bad(`has no "${field}"`);
   }
-  if (!(json.ciphertext as string).startsWith('vault:v')) throw bad('holds no Vault ciphertext');
-  return {
-    v: 1,
-    mount: json.mount as string,
-    key: json.key as string,
-    version: typeof json.version === 'number' ? json.version : versionOf(json.ciphertext as string),
-    ciphertext: json.ciphertext as string,
-    binding: json.binding as string,
-  };
+  const ciphertext = json.ciphertext as string;
+  const version = versionOf(ciphertext);
+  if (version < 1) throw bad('holds no Vault ciphertext (vault:vN:…)');
+  const wrapped: VaultWrappedKey = { v: 1, mount: json.mount as string, key: json.key as string, version, ciphertext, binding: json.binding as string };
+  const labelled = json.version;
+  if (labelled !== undefined && labelled !== version) {
+    return { wrapped, labelledVersion: typeof labelled === 'number' ? labelled : Number.NaN };
+  }
+  return { wrapped };
 }
 
 /** The Transit `context` that binds a wrapped key to a repository. */
@@ -61,24 +82,37 @@ export function bindingContext(binding: string): Buffer {
   return Buffer.from(`imagegate:v1:${binding}`);
 }
 
-/** The Transit keys, versions and bindings in a layer's annotation value; unreadable items are left out. */
-export function vaultKeysOf(value: string | undefined): Array<{ key: string; version: number; binding: string }> {
+/**
+ * A Vault-wrapped layer key as an image's annotation names it: the Transit key (`MOUNT/keys/NAME`), the key version
+ * read from the ciphertext, and the repository it is bound to. What policy, audit and admission reason about.
+ */
+export interface WrappedKeyReference {
+  key: string;
+  version: number;
+  binding: string;
+  /** The item's own version label disagrees with its ciphertext: it was edited after wrapping. */
+  tampered?: true;
+}
+
+/** The wrapped-key references in a layer's annotation value; items that cannot be read at all are left out. */
+export function vaultKeysOf(value: string | undefined): WrappedKeyReference[] {
   if (value === undefined) return [];
   return splitAnnotationItems(value).flatMap((item) => {
     if (item instanceof Error) return [];
     try {
-      const w = decodeVaultItem(item, 'layer');
-      return [{ key: `${w.mount}/keys/${w.key}`, version: w.version, binding: w.binding }];
+      const { wrapped: w, labelledVersion } = parseVaultItem(item, 'layer');
+      return [{ key: `${w.mount}/keys/${w.key}`, version: w.version, binding: w.binding, ...(labelledVersion !== undefined ? { tampered: true as const } : {}) }];
     } catch {
       return [];
     }
   });
 }
 
-/** Safe to show without any key: which Transit key, which version, which repository. */
+/** Safe to show without any key: which Transit key, which version (the ciphertext's), which repository. */
 export function describeVaultItem(item: Buffer): RecipientSummary[] {
-  const w = decodeVaultItem(item, 'layer');
-  return [{ algorithm: 'vault-transit', detail: `${w.mount}/keys/${w.key} v${w.version} bound to ${w.binding}` }];
+  const { wrapped: w, labelledVersion } = parseVaultItem(item, 'layer');
+  const tampered = labelledVersion !== undefined ? ` (TAMPERED: its label says v${labelledVersion})` : '';
+  return [{ algorithm: 'vault-transit', detail: `${w.mount}/keys/${w.key} v${w.version} bound to ${w.binding}${tampered}` }];
 }
 
 /**
@@ -91,8 +125,10 @@ export class VaultLayerKeys {
   private readonly rewraps: Coalescer<TransitKeyRef, { ciphertext: string; context: Buffer }, WrappedByTransit>;
 
   constructor(readonly transit: Transit) {
-    this.wraps = new Coalescer((key, items) => transit.encrypt(key, items));
-    this.unwraps = new Coalescer((key, items) => transit.decrypt(key, items));
+    // Only derived keys use the context that binds a wrapped key to its repository: any other key is refused.
+    const derivedOnly = new DerivedKeysOnly(transit);
+    this.wraps = new Coalescer((key, items) => derivedOnly.encrypt(key, items));
+    this.unwraps = new Coalescer((key, items) => derivedOnly.decrypt(key, items));
     this.rewraps = new Coalescer((key, items) => transit.rewrap(key, items));
   }
 
@@ -133,17 +169,18 @@ export class VaultLayerKeys {
   }
 
   /**
-   * Unwraps an item for an image found in `repository`. The context is the repository the image is actually in,
-   * not the one the item claims, so an item copied into another repository fails here (and in Vault).
+   * Unwraps an item for an image found in `repository` (canonical, see src/image/reference.ts), refusing an item
+   * bound to another repository before Vault is asked. Vault then derives the key from the binding as the item
+   * spells it, so an item whose binding was edited to match fails there.
    */
   async unwrap(item: VaultWrappedKey, repository: string | undefined, label: string): Promise<Buffer> {
-    if (repository !== undefined && repository !== item.binding) {
+    if (repository !== undefined && canonicalBindingName(item.binding) !== canonicalBindingName(repository)) {
       throw new ImagegateError(
         'NO_MATCHING_KEY',
         `${label}: its layer key is bound to repository ${item.binding}, but the image is in ${repository}; an image moved between repositories must be re-bound with \`imagegate rewrap --bind\` by someone allowed to unwrap it`,
       );
     }
     const key = { mount: item.mount, name: item.key };
-    return this.labelled(label, this.unwraps.add(formatTransitKeyRef(key), key, { ciphertext: item.ciphertext, context: bindingContext(repository ?? item.binding) }));
+    return this.labelled(label, this.unwraps.add(formatTransitKeyRef(key), key, { ciphertext: item.ciphertext, context: bindingContext(item.binding) }));
   }
 }
