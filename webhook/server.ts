@@ -110,7 +110,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       return send(res, 400, 'text/plain', `malformed AdmissionReview: ${why}\n`);
     }
     const started = performance.now();
-    const outcome = await admit(request, options.deps, hook === 'mutate');
+    const outcome = await admit(request, options.deps, hook === 'mutate', { apiServerTimeoutMs: apiServerTimeoutMs(req.url) });
     const seconds = (performance.now() - started) / 1000;
     latency.observe(seconds, { hook });
     for (const rule of outcome.rules.length > 0 ? outcome.rules : ['']) decisions.inc({ hook, result: outcome.result, rule });
@@ -173,4 +173,18 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | u
     if (size <= limit) chunks.push(chunk);
   }
   return size > limit ? undefined : Buffer.concat(chunks);
+}
+
+/**
+ * The API server says how long it waits for this webhook in the `timeout` query parameter (`?timeout=10s`, a Go
+ * duration); undefined when absent or unreadable (a hand-made request), and the configured budget applies.
+ */
+export function apiServerTimeoutMs(url: string | undefined): number | undefined {
+  const query = (url ?? '').split('?')[1];
+  if (query === undefined) return undefined;
+  const value = new URLSearchParams(query).get('timeout');
+  const m = value !== null ? /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value) : null;
+  if (m === null) return undefined;
+  const unit = m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000;
+  return Number(m[1]) * unit;
 }

@@ -3,6 +3,7 @@ import { parsePlatform } from '../../src/image/descriptor.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
 import { podModelSettings } from '../../src/ops/pod-model.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
+import { canonicalRepositoryName } from '../../src/image/reference.js';
 import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
 import { loadRecipients } from '../recipients.js';
 import { collect, info, interruptSignal } from '../run.js';
@@ -55,7 +56,7 @@ Examples:
       const signal = interruptSignal();
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
-      const recipients = await loadRecipients(flags.recipient, flags.bind ?? repositoryOf(dst));
+      const recipients = await loadRecipients(flags.recipient, flags.bind !== undefined ? canonicalRepositoryName(flags.bind) : repositoryOf(dst));
       const transfer = await transferSettings(flags, 'encrypt');
       const result = await withSource(
         src,

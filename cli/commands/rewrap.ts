@@ -1,3 +1,4 @@
+import { canonicalRepositoryName } from '../../src/image/reference.js';
 import type { Command } from 'commander';
 import { ImagegateError } from '../../src/errors.js';
 import { rewrapRepository } from '../../src/ops/rewrap.js';
@@ -34,7 +35,7 @@ export function registerRewrap(program: Command): void {
       await rewrapRepository(
         ref,
         transfer.source.registry ?? {},
-        { vault, ...(flags.bind !== undefined ? { bindTo: flags.bind } : {}) },
+        { vault, ...(flags.bind !== undefined ? { bindTo: canonicalRepositoryName(flags.bind) } : {}) },
         (r) => {
           const name = `docker://${ref.domain}/${ref.path}:${r.tags.join(',')}`;
           info(r.rewrapped === 0 ? `${name}: no Vault-wrapped layer keys, left as it is` : `${name}: rewrapped ${r.rewrapped} layer key(s); ${r.before} -> ${r.after}`);

@@ -1,25 +1,34 @@
 import { ImagegateError } from '../errors.js';
 import type { JsonObject } from '../image/validate.js';
-import { evaluate } from '../policy/evaluate.js';
+import { canonicalRepository, parseImageReference } from '../image/reference.js';
+import { evaluate, namespaceNotInScope, needsLookUp, ruleFor } from '../policy/evaluate.js';
 import type { AdmissionPolicy, ContainerFacts, Decision } from '../policy/types.js';
-import { CHECK_CONTAINER_NAME, IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, forPod, tokenVolume, unpackContainer, type CheckContainerSettings } from './check-container.js';
+import { IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, checkPlacementPatch, forPod, tokenVolume, unpackContainer, type CheckContainerSettings, type JsonPatchOp } from './check-container.js';
 import type { ResolvedImage } from './image-facts.js';
+import { lookUpBudgetEnded, reviewBudgetMs } from './look-up-budget.js';
 import { allow, deny, type AdmissionRequest, type AdmissionResponse } from './review.js';
 import { podTemplateOf, type PodTemplate } from './workload.js';
 
 export interface AdmissionContext {
   namespace: string;
   pullSecrets: string[];
+  /** Aborted when the review's look-up budget ends: a look-up still running is cancelled. */
+  signal?: AbortSignal;
 }
 
 export interface AdmissionDeps {
   policy: () => AdmissionPolicy;
   /** Resolves an image (cached); the webhook supplies registry credentials, including the pod's pull secrets. */
   resolve: (image: string, ctx: AdmissionContext) => Promise<ResolvedImage>;
-  /** Time allowed for all look-ups of one review, well under the API server's webhook timeout. */
+  /** Time allowed for all look-ups of one review, well under the API server's webhook timeout (see reviewBudgetMs). */
   budgetMs: number;
   /** Node model: the init container that proves key access. */
   check?: CheckContainerSettings;
+}
+
+export interface AdmitOptions {
+  /** The `timeout` the API server sent with the request: the look-up budget stays well inside it. */
+  apiServerTimeoutMs?: number;
 }
 
 export interface AdmissionOutcome {
@@ -35,7 +44,7 @@ export interface AdmissionOutcome {
  * model, injects the key-access check; the validating hook re-checks the final object, including that the check was
  * not removed or altered. Both deny what the policy forbids, naming container, image, rule and remedy.
  */
-export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: boolean): Promise<AdmissionOutcome> {
+export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: boolean, options: AdmitOptions = {}): Promise<AdmissionOutcome> {
   const skipped = (why: string): AdmissionOutcome => ({ response: allow(req.uid), result: 'skipped', rules: [why] });
   if (req.operation === 'DELETE' || req.operation === 'CONNECT') return skipped('operation');
   const found = podTemplateOf(req.kind.kind, req.object);
@@ -48,17 +57,38 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   if (template.containers.length === 0) return skipped('no containers');
   const policy = deps.policy();
   const isPod = req.kind.kind === 'Pod';
+  // Exempt namespaces cost no registry call.
+  const notInScope = namespaceNotInScope(policy, req.namespace);
+  if (notInScope !== undefined) return skipped(notInScope);
+
+  let named: NamedContainer[];
+  try {
+    named = template.containers.map((c) => ({ container: c, repository: canonicalImageRepository(c.name, c.image) }));
+  } catch (e) {
+    return { response: deny(req.uid, `imagegate: ${e instanceof Error ? e.message : String(e)}`), result: 'denied', rules: ['image-name'] };
+  }
+  // Only what may need protecting is looked up (every image in the node model); the rest is not pinned either.
+  const lookedUp = named.filter((n) => needsLookUp(policy, n.repository));
+  const judged: PodTemplate = { ...template, containers: lookedUp.map((n) => n.container) };
 
   let facts: ContainerFacts[];
   let resolved: Map<string, ResolvedImage>;
+  const budgetMs = reviewBudgetMs(deps.budgetMs, options.apiServerTimeoutMs);
+  const budget = new AbortController();
+  const timer = setTimeout(() => budget.abort(lookUpBudgetEnded(budgetMs)), budgetMs);
   try {
-    ({ facts, resolved } = await withBudget(resolveAll(template, req.namespace, deps), deps.budgetMs));
+    ({ facts, resolved } = await resolveAll(judged, req.namespace, deps, budget.signal));
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
-    if (policy.failurePolicy === 'open') {
+    // `open` may let a pod through only where protection is known to be absent: the pod model, no rule matching.
+    const unprotected = policy.runtimeModel === 'pod' && lookedUp.every((n) => ruleFor(policy, n.repository) === undefined);
+    if (policy.failurePolicy === 'open' && unprotected) {
       return { response: allow(req.uid, { warnings: [`imagegate could not check the images and let this through (failurePolicy: open): ${why}`] }), result: 'error', rules: ['resolve'] };
     }
-    return { response: deny(req.uid, `imagegate could not check the images, so it refuses (failurePolicy: closed): ${why}`, 'InternalError', 500), result: 'error', rules: ['resolve'] };
+    const because = policy.runtimeModel === 'node' ? 'every image must be checked in the node runtime model' : `failurePolicy: ${policy.failurePolicy}`;
+    return { response: deny(req.uid, `imagegate could not check the images, so it refuses (${because}): ${why}`, 'InternalError', 500), result: 'error', rules: ['resolve'] };
+  } finally {
+    clearTimeout(timer);
   }
 
   const decision = evaluate(policy, { namespace: req.namespace, serviceAccount: template.serviceAccount, containers: facts });
@@ -99,7 +129,10 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   // Workloads get early feedback only; their pods are mutated when they are created.
   // Containers the pod model swaps to their base are not pinned to the encrypted image first.
   const swapped = new Set(podModel.map((f) => f.name));
-  const patch = isPod ? podPatch(template, facts, needsCheck ? check : undefined, protectedImages, swapped) : [];
+  // The check is placed when a pod is created; an UPDATE cannot change init containers, so one that changes a
+  // protected image is left to the validating hook, whose message says why.
+  const placeCheck = needsCheck && req.operation === 'CREATE';
+  const patch = isPod ? podPatch(judged, facts, placeCheck ? check : undefined, protectedImages, swapped) : [];
   if (podModel.length > 0) patch.push(...podModelPatch(template, podModel, resolved, check!));
   const extra: Partial<AdmissionResponse> = warnings.length > 0 ? { warnings } : {};
   if (patch.length > 0) {
@@ -116,16 +149,21 @@ function sameImages(now: PodTemplate, before: PodTemplate | undefined): boolean 
 }
 
 /** Resolves every image once, however many containers use it. */
-async function resolveAll(template: PodTemplate, namespace: string, deps: AdmissionDeps): Promise<{ facts: ContainerFacts[]; resolved: Map<string, ResolvedImage> }> {
-  const ctx = { namespace, pullSecrets: template.imagePullSecrets };
+async function resolveAll(template: PodTemplate, namespace: string, deps: AdmissionDeps, signal: AbortSignal): Promise<{ facts: ContainerFacts[]; resolved: Map<string, ResolvedImage> }> {
+  const ctx = { namespace, pullSecrets: template.imagePullSecrets, signal };
   const byImage = new Map<string, Promise<ResolvedImage>>();
   for (const c of template.containers) {
-    if (c.image === '') throw new ImagegateError('BAD_FORMAT', `container ${c.name} names no image`);
     if (!byImage.has(c.image)) byImage.set(c.image, deps.resolve(c.image, ctx));
   }
-  // Settle every look-up before failing on one, so no rejection is left unhandled (it would stop the process).
+  // Settle every look-up before failing on one, so no rejection is left unhandled (it would stop the process). The
+  // budget ends the wait even where a look-up ignores its signal.
   const images = [...byImage.keys()];
-  const settled = await Promise.allSettled(images.map((i) => byImage.get(i)!));
+  const ended = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  ended.catch(() => {});
+  const settled = await Promise.race([Promise.allSettled(images.map((i) => byImage.get(i)!)), ended]);
   const resolved = new Map<string, ResolvedImage>();
   settled.forEach((r, i) => {
     const image = images[i]!;
@@ -148,15 +186,18 @@ function isImagegateErrorCode(e: unknown): ImagegateError['code'] | undefined {
   return e instanceof ImagegateError ? e.code : undefined;
 }
 
-async function withBudget<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ImagegateError('REGISTRY', `image look-ups took longer than the ${ms} ms budget`)), ms);
-  });
+interface NamedContainer {
+  container: PodTemplate['containers'][number];
+  /** Its image's repository in canonical form: what rules and bindings are compared with. */
+  repository: string;
+}
+
+function canonicalImageRepository(container: string, image: string): string {
+  if (image === '') throw new ImagegateError('BAD_FORMAT', `container ${container} names no image`);
   try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
+    return canonicalRepository(parseImageReference(image));
+  } catch (e) {
+    throw new ImagegateError('BAD_REFERENCE', `container ${container}: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
@@ -168,8 +209,8 @@ function denialMessage(d: Decision): string {
 
 type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
 
-function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckContainerSettings | undefined, protectedImages: ContainerFacts[], swapped: Set<string>): PatchOp[] {
-  const ops: PatchOp[] = [];
+function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckContainerSettings | undefined, protectedImages: ContainerFacts[], swapped: Set<string>): JsonPatchOp[] {
+  const ops: JsonPatchOp[] = [];
   const base = template.specPath;
   template.containers.forEach((c, i) => {
     const f = facts[i]!;
@@ -177,14 +218,10 @@ function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckCo
     const pinned = pinnedName(c.image, f.digest);
     if (pinned !== c.image) ops.push({ op: 'replace', path: `${base}/${c.list}/${c.index}/image`, value: pinned });
   });
-  const already = Array.isArray(template.spec.initContainers) && (template.spec.initContainers as JsonObject[]).some((x) => x.name === CHECK_CONTAINER_NAME);
-  if (check !== undefined && !already) {
+  // A check the pod brought, or ours moved by a later webhook (on re-invocation), is replaced by ours, first.
+  if (check !== undefined) {
     const images = [...new Set(protectedImages.map((f) => `${f.repository}@${f.digest}`))];
-    const container = checkContainer(check, images);
-    if (Array.isArray(template.spec.initContainers)) ops.push({ op: 'add', path: `${base}/initContainers/0`, value: container });
-    else ops.push({ op: 'add', path: `${base}/initContainers`, value: [container] });
-    if (Array.isArray(template.spec.volumes)) ops.push({ op: 'add', path: `${base}/volumes/-`, value: tokenVolume(check) });
-    else ops.push({ op: 'add', path: `${base}/volumes`, value: [tokenVolume(check)] });
+    ops.push(...checkPlacementPatch(template.spec, base, checkContainer(check, images), tokenVolume(check)));
   }
   return ops;
 }

@@ -1,5 +1,5 @@
 import { formatPlatform } from '../image/descriptor.js';
-import { parseImageReference, type ImageReference } from '../image/reference.js';
+import { canonicalRepository, parseImageReference, type ImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
 import { manifestEncryption } from '../ops/recipients.js';
 import { POD_BASE_ANNOTATION, POD_PATHS_ANNOTATION } from '../ops/encrypt.js';
@@ -27,9 +27,9 @@ export interface ResolvedImage {
  * Resolves an image reference to its digest and reads its manifests (never its layers): per platform, how many
  * layers are encrypted, with which schemes and Vault keys.
  */
-export async function resolveImage(image: string, connect: (ref: ImageReference) => Promise<RegistryHttp>): Promise<ResolvedImage> {
+export async function resolveImage(image: string, connect: (ref: ImageReference) => Promise<RegistryHttp>, signal?: AbortSignal): Promise<ResolvedImage> {
   const ref = parseImageReference(image);
-  const source = RegistrySource.over(ref, await connect(ref));
+  const source = RegistrySource.over(ref, await connect(ref), signal);
   try {
     const root = await source.rootDescriptor();
     const tree = await loadImageTree(source, root, source.description);
@@ -38,7 +38,7 @@ export async function resolveImage(image: string, connect: (ref: ImageReference)
       ...manifestEncryption(node.manifest.layers),
     }));
     const pod = await podModelFacts(source, manifestsOf(tree));
-    return { repository: `${ref.domain}/${ref.path}`, digest: root.digest, platforms, ...(pod !== undefined ? { pod } : {}) };
+    return { repository: canonicalRepository(ref), digest: root.digest, platforms, ...(pod !== undefined ? { pod } : {}) };
   } finally {
     await source.close();
   }

@@ -8,6 +8,8 @@ export interface TtlCacheOptions {
   ttlMs: number;
   /** How long a failure is remembered. */
   negativeTtlMs: number;
+  /** Failures that say nothing about the key (a look-up cancelled by its caller) are forgotten at once. */
+  forgets?: (error: unknown) => boolean;
   now?: () => number;
 }
 
@@ -45,7 +47,13 @@ export class TtlCache<V> {
     const entry: Entry<V> = { expires: Infinity, value: load() };
     entry.value.then(
       () => (entry.expires = this.now() + this.options.ttlMs),
-      () => (entry.expires = this.now() + this.options.negativeTtlMs),
+      (e: unknown) => {
+        if (this.options.forgets?.(e) === true) {
+          if (this.entries.get(key) === entry) this.entries.delete(key);
+          return;
+        }
+        entry.expires = this.now() + this.options.negativeTtlMs;
+      },
     );
     this.entries.delete(key);
     this.entries.set(key, entry);

@@ -7,6 +7,9 @@ import { connectRegistry, type RegistryOptions } from '../transport/registry/loc
 import { RegistrySource } from '../transport/registry/registry-source.js';
 import { matchesAnyGlob } from '../util/glob.js';
 import type { TransitKeyInfo, TransitKeyRef } from '../vault/transit.js';
+import { canonicalBindingName, canonicalRepository } from '../image/reference.js';
+import type { WrappedKeyReference } from '../crypto/wrappers/vault.js';
+import { canonicalRepositoryGlob } from '../policy/load-policy.js';
 import { manifestEncryption } from './recipients.js';
 
 export interface AuditOptions {
@@ -18,11 +21,8 @@ export interface AuditOptions {
   keyInfo?: (key: TransitKeyRef) => Promise<TransitKeyInfo>;
 }
 
-export interface AuditedKey {
-  key: string;
-  version: number;
-  binding: string;
-}
+/** A wrapped key as audit lists it; the version is the Transit ciphertext's, never the item's own label. */
+export type AuditedKey = WrappedKeyReference;
 
 export interface AuditedImage {
   repository: string;
@@ -93,12 +93,16 @@ async function auditImage(
       const { encryptedLayers, schemes, vaultKeys } = manifestEncryption(layers);
       const created = await createdOf(source, node.manifest.config);
       const flags: string[] = [];
-      if (matchesAnyGlob(repository, options.protected) && encryptedLayers === 0) flags.push('plaintext-in-protected-repository');
-      else if (matchesAnyGlob(repository, options.protected) && encryptedLayers < layers.length) flags.push('partly-plaintext');
+      // Names compared in canonical form, like the webhook's: no spelling of a protected repository escapes the glob.
+      const canonical = canonicalRepository({ domain: domain!, path: path.join('/') });
+      const isProtected = matchesAnyGlob(canonical, options.protected.map(canonicalRepositoryGlob));
+      if (isProtected && encryptedLayers === 0) flags.push('plaintext-in-protected-repository');
+      else if (isProtected && encryptedLayers < layers.length) flags.push('partly-plaintext');
       for (const k of uniqueKeys(vaultKeys)) {
         const min = options.minVersions.get(k.key) ?? options.minVersions.get('*');
+        if (k.tampered === true) flags.push(`tampered-key-version-label:${k.key}:v${k.version}`);
         if (min !== undefined && k.version < min) flags.push(`key-version-below-minimum:${k.key}:v${k.version}<v${min}`);
-        if (k.binding !== repository) flags.push(`bound-to-other-repository:${k.binding}`);
+        if (canonicalBindingName(k.binding) !== canonical) flags.push(`bound-to-other-repository:${k.binding}`);
         if (options.keyInfo !== undefined) {
           const [mount, name] = k.key.split('/keys/') as [string, string];
           let info = keyInfos.get(k.key);
@@ -132,7 +136,7 @@ async function auditImage(
 
 function uniqueKeys(keys: AuditedKey[]): AuditedKey[] {
   const seen = new Map<string, AuditedKey>();
-  for (const k of keys) seen.set(`${k.key} ${k.version} ${k.binding}`, k);
+  for (const k of keys) seen.set(`${k.key} ${k.version} ${k.binding} ${k.tampered === true}`, k);
   return [...seen.values()].sort((a, b) => a.key.localeCompare(b.key) || a.version - b.version);
 }
 

@@ -1,6 +1,6 @@
 import { splitAnnotationItems, type RecipientSummary } from '../crypto/key-wrapper.js';
 import { keyAnnotations, keyWrapper } from '../crypto/wrappers/registry.js';
-import { describeVaultItem, VAULT_ANNOTATION, VAULT_SCHEME, vaultKeysOf } from '../crypto/wrappers/vault.js';
+import { describeVaultItem, VAULT_ANNOTATION, VAULT_SCHEME, vaultKeysOf, type WrappedKeyReference } from '../crypto/wrappers/vault.js';
 import type { Descriptor } from '../image/descriptor.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
 
@@ -50,15 +50,19 @@ export interface ManifestEncryption {
   /** Schemes of the encrypted layers, e.g. `jwe`, `provider.imagegate`, sorted. */
   schemes: string[];
   /** The Vault-wrapped keys of the encrypted layers, one entry per wrapped item. */
-  vaultKeys: Array<{ key: string; version: number; binding: string }>;
+  vaultKeys: WrappedKeyReference[];
+  /** Encrypted layers with no readable Vault-wrapped key. */
+  layersWithoutVaultKey: number;
 }
 
 export function manifestEncryption(layers: readonly Descriptor[]): ManifestEncryption {
   const encrypted = layers.filter((l) => isEncryptedMediaType(l.mediaType));
+  const vaultKeysPerLayer = encrypted.map((l) => vaultKeysOf(l.annotations?.[VAULT_ANNOTATION]));
   return {
     layers: layers.length,
     encryptedLayers: encrypted.length,
     schemes: [...new Set(encrypted.flatMap((l) => layerRecipients(l.annotations).map((s) => s.scheme)))].sort(),
-    vaultKeys: encrypted.flatMap((l) => vaultKeysOf(l.annotations?.[VAULT_ANNOTATION])),
+    vaultKeys: vaultKeysPerLayer.flat(),
+    layersWithoutVaultKey: vaultKeysPerLayer.filter((keys) => keys.length === 0).length,
   };
 }

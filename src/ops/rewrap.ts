@@ -1,3 +1,4 @@
+import { canonicalBindingName } from '../image/reference.js';
 import { ImagegateError } from '../errors.js';
 import type { ImageDestination, ImageSource } from '../image/image.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
@@ -46,7 +47,7 @@ class RewrapRewriter implements ImageRewriter {
         if (item instanceof Error) throw new ImagegateError('BAD_FORMAT', `${ctx.label}: ${item.message}`);
         const before = decodeVaultItem(item, ctx.label);
         const bindTo = this.options.bindTo;
-        const after = bindTo !== undefined && bindTo !== before.binding
+        const after = bindTo !== undefined && bindTo !== canonicalBindingName(before.binding)
           ? await this.options.vault.rebind(before, bindTo, ctx.label)
           : await this.options.vault.rewrap(before, ctx.label);
         this.options.onRewrap?.(ctx.label, before.version, after.version);

@@ -1,36 +1,61 @@
+import { canonicalBindingName } from '../image/reference.js';
 import { globToRegExp, matchesAnyGlob } from '../util/glob.js';
 import type { AdmissionPolicy, AdmissionSubject, AllowedKey, ContainerFacts, Decision, PlatformImageFacts, RepositoryRule, Violation } from './types.js';
 
 /** The scheme of layer keys wrapped by a Vault Transit key (the `imagegate` key provider). */
 const VAULT_SCHEME = 'provider.imagegate';
 
+/** Why a namespace is not checked at all (exempt, or outside `namespaces.include`), or undefined when it is. */
+export function namespaceNotInScope(policy: AdmissionPolicy, namespace: string): string | undefined {
+  if (matchesAnyGlob(namespace, policy.namespaces.exempt)) return `namespace ${namespace} is exempt`;
+  if (!matchesAnyGlob(namespace, policy.namespaces.include)) return `namespace ${namespace} is not in scope of the policy`;
+  return undefined;
+}
+
+/** The first rule whose glob matches a canonical repository name (src/image/reference.ts canonicalRepository). */
+export function ruleFor(policy: AdmissionPolicy, repository: string): RepositoryRule | undefined {
+  return policy.repositories.find((r) => globToRegExp(r.match).test(repository));
+}
+
 /**
- * Decides whether a pod's images comply with the policy. Pure: everything it needs is in its arguments.
+ * Whether admission must read an image's manifests. In the node model the runtime decrypts any imagegate image
+ * whatever its name, so every image is read and one that cannot be read is refused. In the pod model the node
+ * decrypts nothing: an image no rule protects by name runs as it is (an encrypted one fails to unpack), so it is
+ * admitted without a registry call.
+ */
+export function needsLookUp(policy: AdmissionPolicy, repository: string): boolean {
+  return policy.runtimeModel === 'node' || ruleFor(policy, repository) !== undefined;
+}
+
+/**
+ * Decides whether a pod's images comply with the policy. Pure: everything it needs is in its arguments, and every
+ * repository name in them is canonical.
  *
  * - A namespace outside `namespaces.include`, or inside `namespaces.exempt`, is not checked at all.
- * - Each container is protected by the first repository rule whose `match` glob matches its repository;
- *   containers no rule matches are not checked.
+ * - Protection follows the key: an image whose layers carry Vault-wrapped keys is judged by the rule of the
+ *   repository its keys are bound to, wherever it is pulled from, and is refused when that binding is not the
+ *   repository it is pulled from. Such an image is protected even when no rule names it (the node can decrypt it).
+ * - Other images are judged by the first rule whose `match` glob matches the repository they are pulled from;
+ *   images no rule matches are not checked.
  * - Every platform of a protected container's image is checked (a pod may land on any node), and one bad
  *   platform is enough to refuse the container. A violation found on several platforms is reported once, naming them.
  * - In `warn` and `audit` modes the pod is allowed, but the violations are still reported.
  */
 export function evaluate(policy: AdmissionPolicy, subject: AdmissionSubject): Decision {
   const { namespace } = subject;
-  if (matchesAnyGlob(namespace, policy.namespaces.exempt)) {
-    return { allowed: true, mode: policy.mode, skipped: `namespace ${namespace} is exempt`, violations: [], protectedBy: {} };
-  }
-  if (!matchesAnyGlob(namespace, policy.namespaces.include)) {
-    return { allowed: true, mode: policy.mode, skipped: `namespace ${namespace} is not in scope of the policy`, violations: [], protectedBy: {} };
-  }
+  const notInScope = namespaceNotInScope(policy, namespace);
+  if (notInScope !== undefined) return { allowed: true, mode: policy.mode, skipped: notInScope, violations: [], protectedBy: {} };
 
   const protectedBy: Record<string, string> = {};
   const found: Finding[] = [];
   const serviceAccount = `${namespace}/${subject.serviceAccount}`;
   for (const container of subject.containers) {
-    const rule = policy.repositories.find((r) => globToRegExp(r.match).test(container.repository));
-    if (rule === undefined) continue;
-    protectedBy[container.name] = rule.match;
-    found.push(...checkContainer(container, rule, serviceAccount));
+    const bindings = [...new Set(container.platforms.flatMap((p) => p.vaultKeys.map((k) => canonicalBindingName(k.binding))))];
+    const rule = bindings.map((b) => ruleFor(policy, b)).find((r) => r !== undefined) ?? ruleFor(policy, container.repository);
+    if (rule === undefined && bindings.length === 0) continue;
+    protectedBy[container.name] = rule?.match ?? `the Vault key binding ${bindings.join(', ')}`;
+    if (rule !== undefined) found.push(...checkContainer(container, rule, serviceAccount));
+    found.push(...checkVaultItems(container));
   }
 
   const violations = mergeFindings(found);
@@ -79,11 +104,32 @@ function checkContainer(container: ContainerFacts, rule: RepositoryRule, service
     }
 
     if (rule.keys.length > 0) checkKeys(p, rule, serviceAccount, subject, repo, (id, message, remedy) => add(p.platform, id, message, remedy));
+  }
+  return out;
+}
 
+/**
+ * What every image carrying Vault-wrapped keys must satisfy, whichever rule (or none) judges it: keys bound to the
+ * repository it is pulled from, and items whose version label matches the version Vault's ciphertext carries.
+ */
+function checkVaultItems(container: ContainerFacts): Finding[] {
+  const out: Finding[] = [];
+  const repo = container.repository;
+  const subject = `container ${container.name} (${WHERE})`;
+  for (const p of container.platforms) {
     for (const vk of p.vaultKeys) {
-      if (vk.binding !== repo) {
+      const add = (rule: string, message: string, remedy: string): void => {
+        out.push({ container: container.name, image: container.image, rule, message, remedy, platform: p.platform });
+      };
+      if (vk.tampered === true) {
         add(
-          p.platform,
+          'tampered-key',
+          `${subject}: a Vault-wrapped layer key of ${vk.key} is labelled with another key version than its Transit ciphertext (v${vk.version}); the annotation was edited after wrapping`,
+          'do not run this image; have its publisher re-encrypt it, and find out who could write to the repository',
+        );
+      }
+      if (canonicalBindingName(vk.binding) !== repo) {
+        add(
           'binding-mismatch',
           `${subject}: its layer keys (${vk.key} v${vk.version}) are bound to ${vk.binding}, not to ${repo}, the repository it is pulled from`,
           `have an identity allowed to decrypt with ${vk.key} run \`imagegate rewrap docker://${repo} --bind ${repo}\` to bind the image to the repository it is deployed from`,
@@ -116,6 +162,22 @@ function checkKeys(
         : 'are not wrapped with a Vault key';
     add('key-not-allowed', `${subject}: its encrypted layers ${how}; repositories matching ${rule.match} accept only ${allowedList}`, reencrypt(firstKey));
     return;
+  }
+
+  if (p.layersWithoutVaultKey > 0) {
+    add(
+      'key-not-allowed',
+      `${subject}: ${p.layersWithoutVaultKey} of its ${p.encryptedLayers} encrypted layers are not wrapped with a Vault key; repositories matching ${rule.match} accept only ${allowedList}, on every encrypted layer`,
+      reencrypt(firstKey),
+    );
+  }
+  const others = p.schemes.filter((s) => s !== VAULT_SCHEME);
+  if (rule.vaultOnly && others.length > 0) {
+    add(
+      'other-recipients',
+      `${subject}: its layer keys are also wrapped with ${others.join(', ')}, which decrypts without asking Vault; repositories matching ${rule.match} accept Vault keys only`,
+      `${reencrypt(firstKey)} with no other recipient, or set vaultOnly: false on the rule if those recipients are meant to decrypt outside the gate`,
+    );
   }
 
   for (const vk of p.vaultKeys) {

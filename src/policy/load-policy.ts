@@ -3,6 +3,7 @@ import { parse } from 'yaml';
 import { ImagegateError, systemErrorCode } from '../errors.js';
 import { absent, knownFields, present, yamlSyntaxError } from '../image/strict-document.js';
 import { JsonReader, quote } from '../image/validate.js';
+import { canonicalRepository } from '../image/reference.js';
 import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeModel } from './types.js';
 
 /**
@@ -13,7 +14,8 @@ import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeMo
  * `requireEncryption` silently ignored would weaken a security policy without anyone noticing.
  *
  * Defaults: `mode: enforce`, `runtimeModel: node`, `failurePolicy: closed`, `namespaces.include: ["*"]`,
- * `namespaces.exempt: []`, and per repository rule `requireEncrypted: true`, `keys: []`; per key `minVersion: 1` and
+ * `namespaces.exempt: []`, and per repository rule `requireEncrypted: true`, `keys: []`, `vaultOnly: true` when keys are
+ * listed; per key `minVersion: 1` and
  * `serviceAccounts: []`, which means NO service account may run images wrapped by that key. A field set to YAML null
  * (`exempt:` with nothing after it) counts as absent. `repositories` must be present (`[]` protects nothing).
  */
@@ -29,7 +31,7 @@ const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'mode', 'runtimeModel', 'failurePolicy', 'namespaces', 'repositories'];
 const NAMESPACE_FIELDS = ['include', 'exempt'];
-const RULE_FIELDS = ['match', 'requireEncrypted', 'keys'];
+const RULE_FIELDS = ['match', 'requireEncrypted', 'keys', 'vaultOnly'];
 const KEY_FIELDS = ['key', 'minVersion', 'serviceAccounts'];
 
 export function parsePolicy(text: string, where: string): AdmissionPolicy {
@@ -148,6 +150,7 @@ function repositoryRule(r: JsonReader): RepositoryRule {
     matchReader.fail(`must be a repository glob HOST/PATH without a transport, got ${quote(match)}`);
   }
   if (match.includes('@')) matchReader.fail(`must be a repository glob HOST/PATH without a digest, got ${quote(match)}`);
+  if (!match.includes('/')) matchReader.fail(`must be a repository glob HOST/PATH, starting with the registry host (docker.io for Docker Hub), got ${quote(match)}`);
 
   const requireEncrypted = boolean(r.field('requireEncrypted'), true);
 
@@ -161,7 +164,25 @@ function repositoryRule(r: JsonReader): RepositoryRule {
     seen.set(key.key, `${k.path}`);
     keys.push(key);
   }
-  return { match, requireEncrypted, keys };
+  // A jwe private key decrypts outside the gate, so a rule that names Vault keys accepts only them unless it says not.
+  const vaultOnlyReader = r.field('vaultOnly');
+  const vaultOnly = boolean(vaultOnlyReader, keys.length > 0);
+  if (vaultOnly && keys.length === 0) vaultOnlyReader.fail('needs keys: list the Vault Transit keys this repository accepts');
+  return { match: canonicalRepositoryGlob(match), requireEncrypted, keys, vaultOnly };
+}
+
+/**
+ * A repository glob in the spelling image names are compared in (src/image/reference.ts canonicalRepository): its
+ * host lower-cased, default ports dropped, Docker Hub's aliases folded and `library/` added to one-part Hub names,
+ * so `Registry.Example:443/prod/**` protects what `registry.example/prod/app` names. A host with wildcards is only
+ * lower-cased.
+ */
+export function canonicalRepositoryGlob(glob: string): string {
+  const slash = glob.indexOf('/');
+  const host = glob.slice(0, slash);
+  const path = glob.slice(slash + 1);
+  if (host.includes('*')) return `${host.toLowerCase()}/${path}`;
+  return canonicalRepository({ domain: host, path });
 }
 
 function allowedKey(k: JsonReader): AllowedKey {

@@ -3,6 +3,8 @@
  * (src/policy/evaluate.ts) is a pure function of these, so every decision is unit-testable without a server.
  */
 
+import type { WrappedKeyReference } from '../crypto/wrappers/vault.js';
+
 export type PolicyMode = 'enforce' | 'warn' | 'audit';
 export type RuntimeModel = 'node' | 'pod';
 
@@ -23,6 +25,11 @@ export interface RepositoryRule {
   requireEncrypted: boolean;
   /** Every encrypted layer must be Vault-wrapped by one of these keys; empty = encryption of any kind (jwe too) is enough. */
   keys: AllowedKey[];
+  /**
+   * No recipient but Vault may be able to decrypt (default true when `keys` is set): a jwe private key decrypts
+   * anywhere, without asking Vault, so a jwe recipient beside the Vault key is a way around the gate.
+   */
+  vaultOnly: boolean;
 }
 
 export interface AdmissionPolicy {
@@ -42,12 +49,8 @@ export interface AdmissionPolicy {
   repositories: RepositoryRule[];
 }
 
-/** A Vault-wrapped layer key as the image's annotations describe it. */
-export interface ImageVaultKey {
-  key: string;
-  version: number;
-  binding: string;
-}
+/** A Vault-wrapped layer key as the image's annotations describe it (version from the Transit ciphertext). */
+export type ImageVaultKey = WrappedKeyReference;
 
 /** What the registry told us about one platform image of a container's image. */
 export interface PlatformImageFacts {
@@ -58,6 +61,8 @@ export interface PlatformImageFacts {
   /** Schemes of the encrypted layers, e.g. `jwe`, `provider.imagegate`. */
   schemes: string[];
   vaultKeys: ImageVaultKey[];
+  /** Encrypted layers that carry no readable Vault-wrapped key: no Vault key stands between them and a reader. */
+  layersWithoutVaultKey: number;
 }
 
 /** One container of the pod, with its image resolved. */
@@ -67,7 +72,7 @@ export interface ContainerFacts {
   name: string;
   /** The image as written in the spec. */
   image: string;
-  /** `HOST/PATH`, normalised (docker.io/library/… for short names). */
+  /** `HOST/PATH` in canonical form (src/image/reference.ts canonicalRepository). */
   repository: string;
   /** The digest it resolved to. */
   digest: string;
@@ -86,7 +91,10 @@ export interface AdmissionSubject {
 export interface Violation {
   container: string;
   image: string;
-  /** Stable rule id: `encryption-required`, `key-not-allowed`, `key-version-too-old`, `service-account-not-allowed`, `binding-mismatch`. */
+  /**
+   * Stable rule id: `encryption-required`, `key-not-allowed`, `key-version-too-old`, `service-account-not-allowed`,
+   * `binding-mismatch`, `other-recipients`, `tampered-key`.
+   */
   rule: string;
   message: string;
   remedy: string;
@@ -99,6 +107,9 @@ export interface Decision {
   /** Why the request was not checked at all (exempt namespace), if it was not. */
   skipped?: string;
   violations: Violation[];
-  /** The rule that protected each container's repository, by container name (absent = unprotected). */
+  /**
+   * What protects each container, by container name (absent = unprotected): the matching rule's glob, or, for an
+   * image whose Vault keys no rule names, the repository its keys are bound to.
+   */
   protectedBy: Record<string, string>;
 }

@@ -5,7 +5,7 @@ import { DirectoryFiles } from './layout-files.js';
 import { openOciArchiveDestination, openOciArchiveSource } from './oci-archive.js';
 import { OciLayoutDestination } from './oci-layout-destination.js';
 import { OciLayoutSource, selectByRefName } from './oci-layout-source.js';
-import { parseImageReference, type ImageReference } from '../image/reference.js';
+import { canonicalRepository, parseImageReference, type ImageReference } from '../image/reference.js';
 import type { RegistryOptions } from './registry/location.js';
 import { RegistryDestination } from './registry/registry-destination.js';
 import { RegistrySource } from './registry/registry-source.js';
@@ -105,8 +105,11 @@ export async function withSource<T>(text: string, use: (source: ImageSource) => 
   }
 }
 
-/** `registry.example/team/app` for a registry image, the name Vault bindings use; undefined for files. */
+/**
+ * `registry.example/team/app` for a registry image, in canonical form (src/image/reference.ts), the name Vault
+ * bindings use; undefined for files.
+ */
 export function repositoryOf(text: string): string | undefined {
   const r = parseTransportReference(text);
-  return r.transport === 'docker' ? `${r.reference.domain}/${r.reference.path}` : undefined;
+  return r.transport === 'docker' ? canonicalRepository(r.reference) : undefined;
 }

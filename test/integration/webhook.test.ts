@@ -13,11 +13,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHECK_COMMAND } from '../../src/admission/check-container.js';
 import { buildOciLayout, randomLayerFiles } from '../support/image-builder.js';
 import { CLI, imagegateOk } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { makeTlsFiles, startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { requireTool, skopeo, tempDir } from '../support/tools.js';
+// The pod as a real API server sends it to the validating hook (keys reordered, defaults, the token mount).
+import { storedByApiServer, throughApiServer } from '../support/api-server-pod.js';
 
 const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo') && requireTool('openssl'));
 
@@ -92,8 +95,8 @@ function podReview(spec: Record<string, unknown>, opts: { namespace?: string; op
   };
 }
 
-/** RFC 6902 add/replace, enough for the webhook's patches. */
-function applyPatch(doc: Record<string, unknown>, patch: Array<{ op: string; path: string; value: unknown }>): Record<string, unknown> {
+/** RFC 6902 add/replace/remove, enough for the webhook's patches. */
+function applyPatch(doc: Record<string, unknown>, patch: Array<{ op: string; path: string; value?: unknown }>): Record<string, unknown> {
   const out = structuredClone(doc);
   for (const op of patch) {
     const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
@@ -102,7 +105,10 @@ function applyPatch(doc: Record<string, unknown>, patch: Array<{ op: string; pat
     for (const p of parts) node = node[p];
     if (Array.isArray(node)) {
       if (op.op === 'add') node.splice(last === '-' ? node.length : Number(last), 0, op.value);
+      else if (op.op === 'remove') node.splice(Number(last), 1);
       else node[Number(last)] = op.value;
+    } else if (op.op === 'remove') {
+      delete node[last];
     } else {
       node[last] = op.value;
     }
@@ -110,9 +116,9 @@ function applyPatch(doc: Record<string, unknown>, patch: Array<{ op: string; pat
   return out;
 }
 
-function patchOf(r: Review['response']): Array<{ op: string; path: string; value: unknown }> {
+function patchOf(r: Review['response']): Array<{ op: string; path: string; value?: unknown }> {
   expect(r.patchType).toBe('JSONPatch');
-  return JSON.parse(Buffer.from(r.patch!, 'base64').toString()) as Array<{ op: string; path: string; value: unknown }>;
+  return JSON.parse(Buffer.from(r.patch!, 'base64').toString()) as Array<{ op: string; path: string; value?: unknown }>;
 }
 
 beforeAll(async () => {
@@ -259,6 +265,60 @@ describe.skipIf(!ready)('imagegate webhook serve', () => {
     expect((await review('validate', podReview(altered))).status!.message).toMatch(/altered \(args\)/);
   });
 
+  it('admits its check as a real API server returns the pod: keys reordered, defaults filled in, the token mount', async () => {
+    const metadata = { name: 'web-7d9f', namespace: 'shop' };
+    const spec = { serviceAccountName: 'web', containers: [{ name: 'web', image: image('prod/app:1') }] };
+    // Created as a real API server does it: its plugins and defaults, this webhook, and this webhook re-invoked (which
+    // must leave its check alone). Keys in Go's order, defaultMode 420, the kube-api-access mount in every container.
+    const calls: number[] = [];
+    const stored = await throughApiServer({ metadata, spec }, async (pod) => {
+      const res = await review('mutate', podReview(pod.spec));
+      expect(res.allowed, res.status?.message).toBe(true);
+      const ops = res.patch === undefined ? [] : patchOf(res);
+      calls.push(ops.length);
+      return applyPatch(pod, ops);
+    });
+    expect(calls[1], 'the re-invoked hook changes nothing').toBe(0);
+    expect(stored.spec.initContainers[0].volumeMounts.map((m: { name: string }) => m.name)).toEqual(['imagegate-token', 'kube-api-access-x7k2q']);
+    const admitted = await review('validate', podReview({}, { object: stored }));
+    expect(admitted.allowed, admitted.status?.message).toBe(true);
+  });
+
+  it('refuses its check with the command overridden (node -e process.exit(0)), and replaces a check the pod brings', async () => {
+    const metadata = { name: 'web-7d9f', namespace: 'shop' };
+    const spec = { serviceAccountName: 'web', containers: [{ name: 'web', image: image('prod/app:1') }] };
+    const patched = applyPatch({ metadata, spec }, patchOf(await review('mutate', podReview(spec)))) as { spec: { initContainers: Array<Record<string, unknown>> } };
+    for (const pod of [patched, storedByApiServer(patched)]) {
+      const overridden = structuredClone(pod);
+      overridden.spec.initContainers[0]!.command = ['node', '-e', 'process.exit(0)'];
+      const refused = await review('validate', podReview({}, { object: overridden }));
+      expect(refused.allowed).toBe(false);
+      expect(refused.status!.message).toMatch(/imagegate-check init container was altered \(command\)/);
+    }
+
+    // A pod that brings its own imagegate-check with that command gets the injected one instead.
+    const own = { ...spec, initContainers: [{ name: 'imagegate-check', image: CHECK_IMAGE, command: ['node', '-e', 'process.exit(0)'] }] };
+    const replaced = applyPatch({ metadata, spec: own }, patchOf(await review('mutate', podReview(own)))) as { spec: { initContainers: Array<{ name: string; command: string[] }> } };
+    expect(replaced.spec.initContainers.map((c) => [c.name, c.command])).toEqual([['imagegate-check', CHECK_COMMAND]]);
+    const ownAdmitted = await review('validate', podReview({}, { object: storedByApiServer(replaced) }));
+    expect(ownAdmitted.allowed, ownAdmitted.status?.message).toBe(true);
+  });
+
+  it('puts its check first again when a later webhook put an init container before it, and names that container otherwise', async () => {
+    const metadata = { name: 'web-7d9f', namespace: 'shop' };
+    const spec = { serviceAccountName: 'web', containers: [{ name: 'web', image: image('prod/app:1') }] };
+    const patched = applyPatch({ metadata, spec }, patchOf(await review('mutate', podReview(spec))));
+    const meshed = applyPatch(patched, [{ op: 'add', path: '/spec/initContainers/0', value: { name: 'mesh-init', image: image('public/tools:1') } }]) as { spec: Record<string, unknown> };
+    const named = await review('validate', podReview({}, { object: storedByApiServer(meshed) }));
+    expect(named.allowed).toBe(false);
+    expect(named.status!.message).toMatch(/not first: init container mesh-init \(image .*public\/tools:1\) was placed before it/);
+
+    const reinvoked = applyPatch(meshed, patchOf(await review('mutate', podReview(meshed.spec)))) as { spec: { initContainers: Array<{ name: string }> } };
+    expect(reinvoked.spec.initContainers.map((c) => c.name)).toEqual(['imagegate-check', 'mesh-init']);
+    const admitted = await review('validate', podReview({}, { object: storedByApiServer(reinvoked) }));
+    expect(admitted.allowed, admitted.status?.message).toBe(true);
+  });
+
   it('denies a plaintext image in a protected repository, naming container, image, rule and remedy', async () => {
     const res = await review('mutate', podReview({ serviceAccountName: 'web', containers: [{ name: 'api', image: image('prod/plain:1') }] }));
     expect(res.allowed).toBe(false);
@@ -340,7 +400,7 @@ describe.skipIf(!ready)('imagegate webhook serve', () => {
     const res = await review('validate', podReview({ serviceAccountName: 'web', containers: [{ name: 'c', image: image('prod/missing:1') }] }));
     expect(res.allowed).toBe(false);
     expect(res.status!.code).toBe(500);
-    expect(res.status!.message).toMatch(/could not check the images, so it refuses \(failurePolicy: closed\).*prod\/missing:1/);
+    expect(res.status!.message).toMatch(/could not check the images, so it refuses \(every image must be checked in the node runtime model\).*prod\/missing:1/);
   });
 
   it('refuses malformed bodies, wrong content types and oversized bodies with the right HTTP status', async () => {
@@ -382,7 +442,7 @@ describe.skipIf(!ready)('imagegate webhook serve: credentials, budget, certifica
     expect(secretReads).toContain('Bearer webhook-sa-token /api/v1/namespaces/shop/secrets/regcred');
     const without = await review('validate', podReview({ serviceAccountName: 'web', containers: [{ name: 'c', image }] }));
     expect(without.allowed).toBe(false);
-    expect(without.status!.message).toMatch(/failurePolicy: closed.*UNAUTHORIZED|failurePolicy: closed.*credentials/);
+    expect(without.status!.message).toMatch(/node runtime model\).*(UNAUTHORIZED|credentials)/);
   });
 
   it('answers within its look-up budget when a registry hangs', async () => {

@@ -1,5 +1,5 @@
 import { ImagegateError } from '../../errors.js';
-import { DEFAULT_DOMAIN, formatImageReference, parseImageReference, type ImageReference } from '../../image/reference.js';
+import { canonicalDomain, DEFAULT_DOMAIN, formatImageReference, parseImageReference, type ImageReference } from '../../image/reference.js';
 import type { RetryPolicy } from '../../util/retry.js';
 import { findCredentials, type RegistryCredentials } from './credentials.js';
 import { RegistryHttp } from './http.js';
@@ -35,7 +35,8 @@ export function isLoopbackHost(host: string): boolean {
 
 /** Opens HTTP to the registry that `ref` names, with the credentials that apply to it. */
 export async function connectRegistry(ref: ImageReference, options: RegistryOptions): Promise<RegistryHttp> {
-  const plainHttp = options.insecure === true || (Array.isArray(options.insecure) && options.insecure.includes(ref.domain));
+  // Compared in canonical form, so `LOCALHOST:5000` is the `localhost:5000` a user allowed.
+  const plainHttp = options.insecure === true || (Array.isArray(options.insecure) && options.insecure.some((h) => canonicalDomain(h) === canonicalDomain(ref.domain)));
   if (plainHttp && !isLoopbackHost(ref.domain)) {
     throw new ImagegateError(
       'USAGE',

@@ -24,6 +24,8 @@ export class RegistrySource implements ImageSource {
     readonly client: RepositoryClient,
     /** Whether close() closes the connection: not when it is shared (see `over`). */
     private readonly ownsConnection: boolean,
+    /** Cancels every request this source makes (a webhook review whose time ran out). */
+    private readonly signal?: AbortSignal,
   ) {}
 
   static async open(ref: ImageReference, options: RegistryOptions): Promise<RegistrySource> {
@@ -32,8 +34,8 @@ export class RegistrySource implements ImageSource {
   }
 
   /** The image over a connection someone else keeps open (the webhook's, shared by its look-ups). */
-  static over(ref: ImageReference, http: RegistryHttp): RegistrySource {
-    return new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path), false);
+  static over(ref: ImageReference, http: RegistryHttp, signal?: AbortSignal): RegistrySource {
+    return new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path), false, signal);
   }
 
   /** `host/repository`, to tell whether a destination on the same registry can mount our blobs. */
@@ -42,13 +44,13 @@ export class RegistrySource implements ImageSource {
   }
 
   async rootDescriptor(): Promise<Descriptor> {
-    this.root ??= await this.client.getManifest(this.reference.digest ?? this.reference.tag ?? 'latest');
+    this.root ??= await this.client.getManifest(this.reference.digest ?? this.reference.tag ?? 'latest', this.signal);
     return this.root.descriptor;
   }
 
   async readManifest(desc: Descriptor): Promise<Buffer> {
     if (this.root !== undefined && desc.digest === this.root.descriptor.digest) return this.root.bytes;
-    const fetched = await this.client.getManifest(desc.digest);
+    const fetched = await this.client.getManifest(desc.digest, this.signal);
     if (fetched.bytes.length !== desc.size) {
       throw new ImagegateError('DIGEST_MISMATCH', `${this.description}: manifest ${desc.digest} is ${fetched.bytes.length} bytes, but its descriptor declares ${desc.size}`);
     }
@@ -56,7 +58,7 @@ export class RegistrySource implements ImageSource {
   }
 
   async openBlob(desc: Descriptor): Promise<Readable> {
-    const res = await this.client.getBlob(desc.digest);
+    const res = await this.client.getBlob(desc.digest, this.signal);
     const length = Number(headerValue(res.headers, 'content-length'));
     if (Number.isFinite(length) && length !== desc.size) {
       await res.body.dump();

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { admit } from '../../../src/admission/admit.js';
+import { isLookUpCancelled, reviewBudgetMs } from '../../../src/admission/look-up-budget.js';
 import type { ResolvedImage } from '../../../src/admission/image-facts.js';
 import type { AdmissionRequest } from '../../../src/admission/review.js';
 import { ImagegateError } from '../../../src/errors.js';
 import type { AdmissionPolicy } from '../../../src/policy/types.js';
 
 const digest = `sha256:${'d'.repeat(64)}`;
-const plainImage: ResolvedImage = { repository: 'reg.example/prod/app', digest, platforms: [{ layers: 2, encryptedLayers: 0, schemes: [], vaultKeys: [] }] };
+const plainImage: ResolvedImage = { repository: 'reg.example/prod/app', digest, platforms: [{ layers: 2, encryptedLayers: 0, schemes: [], vaultKeys: [], layersWithoutVaultKey: 0 }] };
 
 function policy(extra: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
   return {
@@ -16,7 +17,7 @@ function policy(extra: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
     runtimeModel: 'node',
     failurePolicy: 'closed',
     namespaces: { include: ['*'], exempt: [] },
-    repositories: [{ match: 'reg.example/prod/**', requireEncrypted: true, keys: [] }],
+    repositories: [{ match: 'reg.example/prod/**', requireEncrypted: true, keys: [], vaultOnly: false }],
     ...extra,
   };
 }
@@ -51,15 +52,64 @@ describe('admit', () => {
     expect(audit.response.warnings).toBeUndefined();
   });
 
-  it('fails closed by default and open when the policy says so, when a registry cannot answer', async () => {
+  it('refuses what it cannot look up in the node model, whatever failurePolicy says (the node decrypts any image)', async () => {
     const resolve = async (): Promise<ResolvedImage> => {
       throw new ImagegateError('REGISTRY', 'cannot reach registry reg.example');
     };
     const closed = await admit(request, { policy: () => policy(), resolve, budgetMs: 1000 }, false);
     expect(closed.response).toMatchObject({ allowed: false, status: { code: 500 } });
     const open = await admit(request, { policy: () => policy({ failurePolicy: 'open' }), resolve, budgetMs: 1000 }, false);
-    expect(open.response.allowed).toBe(true);
-    expect(open.response.warnings?.[0]).toMatch(/failurePolicy: open.*cannot reach registry/);
+    expect(open.response).toMatchObject({ allowed: false, status: { code: 500 } });
+    expect(open.response.status?.message).toMatch(/every image must be checked in the node runtime model.*cannot reach registry/);
+    const unnamed = { ...request, object: { spec: { containers: [{ name: 'web', image: 'elsewhere.example/app:1' }] } } };
+    expect((await admit(unnamed, { policy: () => policy({ failurePolicy: 'open' }), resolve, budgetMs: 1000 }, false)).response.allowed).toBe(false);
+  });
+
+  it('pod model: looks up only images a rule protects; failurePolicy open never admits those unchecked', async () => {
+    const looked: string[] = [];
+    const resolve = async (image: string): Promise<ResolvedImage> => {
+      looked.push(image);
+      throw new ImagegateError('REGISTRY', 'cannot reach registry');
+    };
+    const deps = { policy: () => policy({ runtimeModel: 'pod', failurePolicy: 'open' }), resolve, budgetMs: 1000 };
+    const unprotected = { ...request, object: { spec: { containers: [{ name: 'web', image: 'nginx:1' }, { name: 'side', image: 'elsewhere.example/app:1' }] } } };
+    expect(await admit(unprotected, deps, true)).toMatchObject({ result: 'allowed', response: { allowed: true } });
+    expect(looked, 'no registry call for images no rule protects').toEqual([]);
+    const denied = await admit(request, deps, false);
+    expect(denied.response).toMatchObject({ allowed: false, status: { code: 500 } });
+    expect(looked).toEqual(['reg.example/prod/app:1']);
+  });
+
+  it('never looks up images of exempt namespaces', async () => {
+    const resolve = async (): Promise<ResolvedImage> => {
+      throw new Error('must not be called');
+    };
+    const exempt = await admit(request, { policy: () => policy({ namespaces: { include: ['*'], exempt: ['shop'] } }), resolve, budgetMs: 1000 }, true);
+    expect(exempt).toMatchObject({ result: 'skipped', rules: ['namespace shop is exempt'] });
+  });
+
+  it('compares names in canonical form: another spelling of a protected repository is still protected', async () => {
+    const resolve = async (): Promise<ResolvedImage> => plainImage;
+    for (const image of ['REG.example:443/prod/app:1', 'reg.EXAMPLE/prod/app:1', 'reg.example:80/prod/app:1']) {
+      const r = { ...request, object: { spec: { containers: [{ name: 'web', image }] } } };
+      const out = await admit(r, { policy: () => policy({ runtimeModel: 'pod' }), resolve, budgetMs: 1000 }, false);
+      expect(out.result, image).toBe('denied');
+    }
+  });
+
+  it('cancels look-ups when the budget ends, and stays inside the API server timeout', async () => {
+    let aborted: unknown;
+    const resolve = (_image: string, ctx: { signal?: AbortSignal }): Promise<ResolvedImage> =>
+      new Promise((_, reject) => {
+        ctx.signal!.addEventListener('abort', () => {
+          aborted = ctx.signal!.reason;
+          reject(ctx.signal!.reason as Error);
+        });
+      });
+    const out = await admit(request, { policy: () => policy(), resolve, budgetMs: 30_000 }, false, { apiServerTimeoutMs: 1000 });
+    expect(out.response.status?.message).toMatch(/longer than the 500 ms budget/);
+    expect(aborted).toBeInstanceOf(ImagegateError);
+    expect(isLookUpCancelled(aborted)).toBe(true);
   });
 
   it('DELETE and objects without a pod template are let through unchecked', async () => {
@@ -87,7 +137,7 @@ describe('admit', () => {
   });
 
   it('the injected check logs in as the role the template names for the pod, and the validating hook holds it to that', async () => {
-    const encrypted: ResolvedImage = { ...plainImage, platforms: [{ layers: 2, encryptedLayers: 2, schemes: ['jwe'], vaultKeys: [] }] };
+    const encrypted: ResolvedImage = { ...plainImage, platforms: [{ layers: 2, encryptedLayers: 2, schemes: ['jwe'], vaultKeys: [], layersWithoutVaultKey: 2 }] };
     const check = { image: `reg.example/imagegate@${digest}`, vaultAddress: 'https://vault:8200', authMethod: 'jwt' as const, vaultRole: '{namespace}-{serviceAccount}', audience: 'vault' };
     const deps = { policy: () => policy(), resolve: async () => encrypted, budgetMs: 1000, check };
     const pod = { ...request, object: { spec: { serviceAccountName: 'api', containers: [{ name: 'web', image: 'reg.example/prod/app:1' }] } } };
@@ -113,5 +163,15 @@ describe('check role templates', () => {
     expect(roleTemplateProblem('{ns}')).toMatch(/only \{namespace\} and \{serviceAccount\}/);
     const base = { image: 'i', vaultAddress: 'a', authMethod: 'jwt' as const, vaultRole: 'workloads', audience: 'vault' };
     expect(forPod(base, 'shop', 'api')).toBe(base);
+  });
+});
+
+describe('reviewBudgetMs', () => {
+  it('keeps the configured budget unless the API server waits less, then leaves a margin', () => {
+    expect(reviewBudgetMs(2500, undefined)).toBe(2500);
+    expect(reviewBudgetMs(2500, 10_000)).toBe(2500);
+    expect(reviewBudgetMs(2500, 2000)).toBe(1500);
+    expect(reviewBudgetMs(9000, 10_000)).toBe(8000);
+    expect(reviewBudgetMs(2500, 100)).toBe(100);
   });
 });

@@ -19,7 +19,7 @@ function key(over: Partial<AllowedKey> = {}): AllowedKey {
 }
 
 function rule(over: Partial<RepositoryRule> = {}): RepositoryRule {
-  return { match: 'registry.example/prod/**', requireEncrypted: true, keys: [key()], ...over };
+  return { match: 'registry.example/prod/**', requireEncrypted: true, keys: [key()], vaultOnly: true, ...over };
 }
 
 function policy(over: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
@@ -41,15 +41,15 @@ function vaultKey(over: Partial<ImageVaultKey> = {}): ImageVaultKey {
 
 /** A platform image whose layers are all Vault-wrapped with `keys` (the prod key, bound to REPO, by default). */
 function vaultPlatform(platform: string | undefined, keys: ImageVaultKey[] = [vaultKey()]): PlatformImageFacts {
-  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['provider.imagegate'], vaultKeys: keys };
+  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['provider.imagegate'], vaultKeys: keys, layersWithoutVaultKey: keys.length > 0 ? 0 : 3 };
 }
 
 function plainPlatform(platform?: string): PlatformImageFacts {
-  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 0, schemes: [], vaultKeys: [] };
+  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 0, schemes: [], vaultKeys: [], layersWithoutVaultKey: 0 };
 }
 
 function jwePlatform(platform?: string): PlatformImageFacts {
-  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['jwe'], vaultKeys: [] };
+  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['jwe'], vaultKeys: [], layersWithoutVaultKey: 3 };
 }
 
 function container(over: Partial<ContainerFacts> = {}): ContainerFacts {
@@ -252,9 +252,22 @@ describe('evaluate: key-not-allowed', () => {
     expect(evaluate(p, subject([container({ platforms: [other] })], { serviceAccount: 'anyone' })).violations).toEqual([]);
   });
 
-  it('accepts jwe alongside an allowed Vault key', () => {
+  it('accepts jwe alongside an allowed Vault key only where the rule says vaultOnly: false', () => {
     const both: PlatformImageFacts = { ...vaultPlatform('linux/amd64'), schemes: ['jwe', 'provider.imagegate'] };
-    expect(evaluate(policy(), subject([container({ platforms: [both] })])).violations).toEqual([]);
+    const loose = policy({ repositories: [rule({ vaultOnly: false })] });
+    expect(evaluate(loose, subject([container({ platforms: [both] })])).violations).toEqual([]);
+    const v = only(evaluate(policy(), subject([container({ platforms: [both] })])).violations);
+    expect(v.rule).toBe('other-recipients');
+    expect(v.message).toContain('also wrapped with jwe, which decrypts without asking Vault');
+  });
+
+  it('fires when one encrypted layer is wrapped only with jwe while another is Vault-wrapped', () => {
+    // The attack: a second, jwe-only layer rode along with a Vault-wrapped one and passed the key check.
+    const mixed: PlatformImageFacts = { ...vaultPlatform(undefined), schemes: ['jwe', 'provider.imagegate'], layersWithoutVaultKey: 1 };
+    const loose = policy({ repositories: [rule({ vaultOnly: false })] });
+    const v = only(evaluate(loose, subject([container({ platforms: [mixed] })])).violations);
+    expect(v.rule).toBe('key-not-allowed');
+    expect(v.message).toContain('1 of its 3 encrypted layers are not wrapped with a Vault key');
   });
 
   it('fires for a Vault key not in the list, naming the key found and the keys allowed', () => {
@@ -382,10 +395,47 @@ describe('evaluate: binding-mismatch', () => {
     expect(evaluate(policy(), subject([container()])).violations).toEqual([]);
   });
 
-  it('is not checked for unprotected containers', () => {
-    const plat = vaultPlatform(undefined, [vaultKey({ binding: 'elsewhere.example/x' })]);
+  it('compares bindings in canonical form', () => {
+    const plat = vaultPlatform(undefined, [vaultKey({ binding: 'Registry.Example:443/prod/api' })]);
+    expect(evaluate(policy(), subject([container({ platforms: [plat] })])).violations).toEqual([]);
+  });
+});
+
+describe('evaluate: protection follows the key', () => {
+  it('judges a copy of a protected image in an unprotected repository by the rule of its binding, and refuses it', () => {
+    // The attack: the protected image copied byte for byte into attacker/stolen, which no rule names.
+    const d = evaluate(policy(), subject([container({ repository: 'registry.example/attacker/stolen', image: 'registry.example/attacker/stolen:1' })], { serviceAccount: 'x', namespace: 'dev' }));
+    expect(d.protectedBy).toEqual({ api: 'registry.example/prod/**' });
+    expect(d.violations.map((v) => v.rule).sort()).toEqual(['binding-mismatch', 'service-account-not-allowed']);
+    const mismatch = d.violations.find((v) => v.rule === 'binding-mismatch')!;
+    expect(mismatch.remedy).toContain('--bind registry.example/attacker/stolen');
+  });
+
+  it('protects an image with Vault keys that no rule names, refusing a binding to another repository', () => {
+    const plat = vaultPlatform(undefined, [vaultKey({ key: 'transit/keys/other', binding: 'elsewhere.example/x' })]);
     const d = evaluate(policy(), subject([container({ repository: 'other.example/x', image: 'other.example/x:1', platforms: [plat] })]));
+    expect(d.protectedBy).toEqual({ api: 'the Vault key binding elsewhere.example/x' });
+    expect(only(d.violations).rule).toBe('binding-mismatch');
+  });
+
+  it('protects an image with Vault keys that no rule names, bound where it is pulled from (the check container decides)', () => {
+    const plat = vaultPlatform(undefined, [vaultKey({ key: 'transit/keys/other', binding: 'other.example/x' })]);
+    const d = evaluate(policy(), subject([container({ repository: 'other.example/x', image: 'other.example/x:1', platforms: [plat] })]));
+    expect(d.protectedBy).toEqual({ api: 'the Vault key binding other.example/x' });
     expect(d.violations).toEqual([]);
+  });
+
+  it('judges a plaintext or jwe-only image by its name, as before', () => {
+    const d = evaluate(policy(), subject([container({ repository: 'other.example/x', platforms: [jwePlatform()] }), container({ name: 'b', repository: 'other.example/y', platforms: [plainPlatform()] })]));
+    expect(d.protectedBy).toEqual({});
+    expect(d.violations).toEqual([]);
+  });
+
+  it('refuses a wrapped key whose version label was edited, and reads the version from the ciphertext', () => {
+    const plat = vaultPlatform(undefined, [vaultKey({ version: 1, tampered: true })]);
+    const p = policy({ repositories: [rule({ keys: [key({ minVersion: 2 })] })] });
+    const rules = evaluate(p, subject([container({ platforms: [plat] })])).violations.map((v) => v.rule).sort();
+    expect(rules).toEqual(['key-version-too-old', 'tampered-key']);
   });
 
   it('reports every broken rule of one image together', () => {

@@ -55,8 +55,8 @@ describe('parsePolicy: defaults', () => {
       'policy.yaml',
     );
     expect(p.repositories).toEqual([
-      { match: 'registry.example/prod/**', requireEncrypted: true, keys: [] },
-      { match: 'registry.example/team/*', requireEncrypted: true, keys: [{ key: 'transit/keys/prod', minVersion: 1, serviceAccounts: [] }] },
+      { match: 'registry.example/prod/**', requireEncrypted: true, keys: [], vaultOnly: false },
+      { match: 'registry.example/team/*', requireEncrypted: true, keys: [{ key: 'transit/keys/prod', minVersion: 1, serviceAccounts: [] }], vaultOnly: true },
     ]);
   });
 
@@ -75,7 +75,7 @@ repositories:
     );
     expect(p.mode).toBe('enforce');
     expect(p.namespaces).toEqual({ include: ['*'], exempt: [] });
-    expect(p.repositories[0]).toEqual({ match: 'r.example/a', requireEncrypted: true, keys: [] });
+    expect(p.repositories[0]).toEqual({ match: 'r.example/a', requireEncrypted: true, keys: [], vaultOnly: false });
   });
 
   it('reads every field when given', () => {
@@ -108,6 +108,7 @@ repositories:
           match: 'registry.example/prod/**',
           requireEncrypted: false,
           keys: [{ key: 'transit-prod/keys/layers', minVersion: 3, serviceAccounts: ['prod/*', 'ci/deployer'] }],
+          vaultOnly: true,
         },
       ],
     });
@@ -234,6 +235,23 @@ describe('parsePolicy: validation errors name the field', () => {
     expectBad(policy('repositories:\n  - match: 42\n'), '$.repositories[0].match must be a string, got 42');
     expectBad(policy('repositories:\n  - match: docker://r.example/x\n'), '$.repositories[0].match', 'without a transport');
     expectBad(policy('repositories:\n  - match: r.example/x@sha256:abc\n'), '$.repositories[0].match', 'without a digest');
+    expectBad(policy('repositories:\n  - match: nginx\n'), '$.repositories[0].match', 'starting with the registry host');
+  });
+
+  it('canonicalises each glob the way image names are, so no other spelling escapes it', () => {
+    const p = parsePolicy(
+      policy(
+        'repositories:\n  - match: Registry.Example:443/prod/**\n  - match: index.docker.io/nginx\n  - match: registry-1.docker.io/team/*\n  - match: "[0:0::1]:5000/x"\n  - match: "*.Example/x"\n',
+      ),
+      'p',
+    );
+    expect(p.repositories.map((r) => r.match)).toEqual(['registry.example/prod/**', 'docker.io/library/nginx', 'docker.io/team/*', '[::1]:5000/x', '*.example/x']);
+  });
+
+  it('vaultOnly defaults to true when keys are listed, and needs keys', () => {
+    const p = parsePolicy(policy('repositories:\n  - match: r.example/x\n    keys: [{key: app}]\n    vaultOnly: false\n'), 'p');
+    expect(p.repositories[0]!.vaultOnly).toBe(false);
+    expectBad(policy('repositories:\n  - match: r.example/x\n    vaultOnly: true\n'), '$.repositories[0].vaultOnly', 'needs keys');
   });
 
   it('refuses a rule that repeats an earlier match, which could never apply', () => {
@@ -281,7 +299,7 @@ describe('parsePolicy: unknown fields are refused', () => {
   });
 
   it('in a repository rule', () => {
-    expectBad(policy('repositories:\n  - match: r.example/x\n    requireEncryption: false\n'), '$.repositories[0].requireEncryption is not a field', 'match, requireEncrypted, keys');
+    expectBad(policy('repositories:\n  - match: r.example/x\n    requireEncryption: false\n'), '$.repositories[0].requireEncryption is not a field', 'match, requireEncrypted, keys, vaultOnly');
   });
 
   it('in a key', () => {
