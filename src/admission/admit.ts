@@ -80,6 +80,11 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     ({ facts, resolved } = await resolveAll(judged, req.namespace, deps, budget.signal));
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
+    // warn and audit modes enforce nothing, a failed look-up included: rolling the webhook out must block no pod.
+    if (policy.mode !== 'enforce') {
+      const warning = `imagegate could not check the images (${policy.mode} mode, so nothing is refused): ${why}`;
+      return { response: allow(req.uid, policy.mode === 'warn' ? { warnings: [warning] } : {}), result: 'error', rules: ['resolve'] };
+    }
     // `open` may let a pod through only where protection is known to be absent: the pod model, no rule matching.
     const unprotected = policy.runtimeModel === 'pod' && lookedUp.every((n) => ruleFor(policy, n.repository) === undefined);
     if (policy.failurePolicy === 'open' && unprotected) {

@@ -455,7 +455,7 @@ describe.skipIf(!tools)('Helm chart deploy/helm/imagegate', () => {
     const cm = byName(strict, 'ConfigMap', mountedFile(strict, file).name);
     const loaded = parsePolicy(cm.data['policy.yaml'] as string, 'rendered ConfigMap');
     expect(loaded.mode).toBe('enforce');
-    expect(loaded.repositories[0]).toEqual({ match: 'registry.example.com/prod/**', requireEncrypted: true, keys: [{ key: 'transit/keys/prod-layers', minVersion: 2, serviceAccounts: ['prod/*'] }] });
+    expect(loaded.repositories[0]).toEqual({ match: 'registry.example.com/prod/**', requireEncrypted: true, keys: [{ key: 'transit/keys/prod-layers', minVersion: 2, serviceAccounts: ['prod/*'] }], vaultOnly: true });
 
     const external = await render({ existingPolicyConfigMap: 'platform-policy' });
     expect(all(external, 'ConfigMap')).toEqual([]);

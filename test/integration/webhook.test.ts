@@ -20,7 +20,7 @@ import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openba
 import { makeTlsFiles, startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { requireTool, skopeo, tempDir } from '../support/tools.js';
 // The pod as a real API server sends it to the validating hook (keys reordered, defaults, the token mount).
-import { storedByApiServer, throughApiServer } from '../support/api-server-pod.js';
+import { applyJsonPatch, storedByApiServer, throughApiServer } from '../support/api-server-pod.js';
 
 const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo') && requireTool('openssl'));
 
@@ -95,25 +95,9 @@ function podReview(spec: Record<string, unknown>, opts: { namespace?: string; op
   };
 }
 
-/** RFC 6902 add/replace/remove, enough for the webhook's patches. */
+/** The webhook's patch applied as the API server would (RFC 6902 add/replace/remove). */
 function applyPatch(doc: Record<string, unknown>, patch: Array<{ op: string; path: string; value?: unknown }>): Record<string, unknown> {
-  const out = structuredClone(doc);
-  for (const op of patch) {
-    const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const last = parts.pop()!;
-    let node: any = out;
-    for (const p of parts) node = node[p];
-    if (Array.isArray(node)) {
-      if (op.op === 'add') node.splice(last === '-' ? node.length : Number(last), 0, op.value);
-      else if (op.op === 'remove') node.splice(Number(last), 1);
-      else node[Number(last)] = op.value;
-    } else if (op.op === 'remove') {
-      delete node[last];
-    } else {
-      node[last] = op.value;
-    }
-  }
-  return out;
+  return applyJsonPatch(doc, patch);
 }
 
 function patchOf(r: Review['response']): Array<{ op: string; path: string; value?: unknown }> {

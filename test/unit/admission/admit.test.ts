@@ -80,6 +80,17 @@ describe('admit', () => {
     expect(looked).toEqual(['reg.example/prod/app:1']);
   });
 
+  it('in warn and audit modes a failed look-up refuses nothing (rolling out must block no pod)', async () => {
+    const resolve = async (): Promise<ResolvedImage> => {
+      throw new ImagegateError('REGISTRY', 'cannot reach registry reg.example');
+    };
+    const warn = await admit(request, { policy: () => policy({ mode: 'warn' }), resolve, budgetMs: 1000 }, true);
+    expect(warn).toMatchObject({ result: 'error', response: { allowed: true } });
+    expect(warn.response.warnings?.[0]).toMatch(/warn mode, so nothing is refused.*cannot reach registry/);
+    const audit = await admit(request, { policy: () => policy({ mode: 'audit' }), resolve, budgetMs: 1000 }, true);
+    expect(audit).toMatchObject({ result: 'error', response: { allowed: true } });
+  });
+
   it('never looks up images of exempt namespaces', async () => {
     const resolve = async (): Promise<ResolvedImage> => {
       throw new Error('must not be called');
