@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { ImagegateError } from '../src/errors.js';
 import type { CopyOptions } from '../src/ops/copy.js';
 import { parseCredentialsFlag } from '../src/transport/registry/credentials.js';
+import { REGISTRY_CA_ENV } from '../src/transport/registry/trust.js';
 import { readUserFile } from '../src/util/user-file.js';
 import type { RegistryOptions } from '../src/transport/registry/location.js';
 import type { TransportOptions } from '../src/transport/transports.js';
@@ -58,7 +59,10 @@ export function addTransferOptions(command: Command, copies: boolean): Command {
 
 /** Reads the flags into transport and copy options; files (CA certificates) are read here so errors come first. */
 export async function transferSettings(flags: TransferFlags, verb: string): Promise<TransferSettings> {
-  const ca = flags.caCert.length > 0 ? (await Promise.all(flags.caCert.map(readCaFile))).join('\n') : undefined;
+  // The injected check and unpack containers get a private registry's CA through the environment (no file to mount).
+  const fromEnv = process.env[REGISTRY_CA_ENV] !== undefined && process.env[REGISTRY_CA_ENV] !== '' ? [process.env[REGISTRY_CA_ENV]] : [];
+  const cas = [...(await Promise.all(flags.caCert.map(readCaFile))), ...fromEnv];
+  const ca = cas.length > 0 ? cas.join('\n') : undefined;
   const base: RegistryOptions = {
     ...(flags.authfile !== undefined ? { authFile: flags.authfile } : {}),
     ...(ca !== undefined ? { ca } : {}),

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { roleTemplateProblem, type CheckContainerSettings } from '../../src/admission/check-container.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import { ImagegateError } from '../../src/errors.js';
+import { readUserFile } from '../../src/util/user-file.js';
 import { parseCount } from '../../src/util/size.js';
 import { inClusterApi, kubernetesPullSecrets } from '../../webhook/pull-secrets.js';
 import { watchPolicyFile } from '../../webhook/policy-watch.js';
@@ -25,6 +26,7 @@ interface ServeFlags extends TransferFlags {
   checkVaultAuth: string;
   checkAuthMount?: string;
   checkAudience: string;
+  checkRegistryCa?: string;
   kubeApi?: string;
   pullSecrets: boolean;
   kubeTokenFile: string;
@@ -51,6 +53,7 @@ export function registerWebhook(program: Command): void {
     .option('--check-vault-auth <method>', 'node model: jwt or kubernetes', 'jwt')
     .option('--check-auth-mount <path>', 'node model: the auth mount, when not at the default path')
     .option('--check-audience <aud>', 'node model: audience of the projected token the Vault role accepts', 'vault')
+    .option('--check-registry-ca <file>', "PEM CA the injected containers trust for registry TLS (a private registry's CA); passed to them in their environment")
     .option('--kube-api <url>', "Kubernetes API for reading pods' imagePullSecrets (default: in-cluster)")
     .option('--no-pull-secrets', "never read pods' imagePullSecrets (no Kubernetes API access: RBAC may deny the webhook all secrets)")
     .option('--kube-token-file <file>', 'bearer token for --kube-api', '/var/run/secrets/kubernetes.io/serviceaccount/token')
@@ -75,7 +78,7 @@ export function registerWebhook(program: Command): void {
         negativeTtlMs: parseCount(flags.negativeTtl, '--negative-ttl', 0, 3_600) * 1000,
       },
     });
-    const check = checkSettings(flags);
+    const check = await checkSettings(flags);
     // A stray rejection must not take the webhook (and with it every deployment) down; it is a bug to report.
     process.on('unhandledRejection', (e) => info(`imagegate webhook: internal error (please report): ${e instanceof Error ? e.message : String(e)}`));
     const server = await startWebhookServer({
@@ -112,7 +115,7 @@ function splitHostPort(text: string): [string, string] {
   return [m[1]!, m[2]!];
 }
 
-function checkSettings(flags: ServeFlags): CheckContainerSettings | undefined {
+async function checkSettings(flags: ServeFlags): Promise<CheckContainerSettings | undefined> {
   if (flags.checkImage === undefined) return undefined;
   if (flags.checkVaultAddr === undefined || flags.checkVaultRole === undefined) {
     throw new ImagegateError('USAGE', '--check-image needs --check-vault-addr and --check-vault-role (the Vault the check container asks, and the role pods log in as)');
@@ -127,5 +130,8 @@ function checkSettings(flags: ServeFlags): CheckContainerSettings | undefined {
     vaultRole: flags.checkVaultRole,
     audience: flags.checkAudience,
     ...(flags.checkAuthMount !== undefined ? { authMount: flags.checkAuthMount } : {}),
+    ...(flags.checkRegistryCa !== undefined
+      ? { registryCa: await readUserFile(flags.checkRegistryCa, (reason) => `--check-registry-ca ${flags.checkRegistryCa}: cannot read it (${reason})`) }
+      : {}),
   };
 }

@@ -105,7 +105,8 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   const passed: AdmissionOutcome['result'] = decision.violations.length === 0 ? 'allowed' : decision.mode === 'audit' ? 'audited' : 'warned';
   const protectedImages = facts.filter((f) => decision.protectedBy[f.name] !== undefined && f.platforms.some((p) => p.encryptedLayers > 0));
   // The Vault role may name the pod's identity ({namespace}, {serviceAccount}): one role per team, as vault setup makes.
-  const check = deps.check !== undefined ? forPod(deps.check, req.namespace, template.serviceAccount) : undefined;
+  // The policy says which loopback registries imagegate's containers may reach over plain HTTP.
+  const check = deps.check !== undefined ? { ...forPod(deps.check, req.namespace, template.serviceAccount), insecureRegistries: policy.insecureRegistries } : undefined;
   const needsCheck = isPod && policy.runtimeModel === 'node' && check !== undefined && protectedImages.length > 0;
 
   if (!mutate) {

@@ -1,4 +1,5 @@
 import type { JsonObject } from '../image/validate.js';
+import { REGISTRY_CA_ENV } from '../transport/registry/trust.js';
 import { containerDifferences, sameVolume } from './container-equality.js';
 
 /** How the webhook injects `imagegate init --check` (node model): the pod proves it can unwrap its images' keys. */
@@ -15,6 +16,10 @@ export interface CheckContainerSettings {
   audience: string;
   /** How `image` starts imagegate's CLI; default CHECK_COMMAND, the layout of deploy/Dockerfile's runtime image. */
   command?: string[];
+  /** PEM CA certificates the injected containers trust for registry TLS (a private registry's CA). */
+  registryCa?: string;
+  /** Registries (loopback `host:port`) the injected containers may reach over plain HTTP: the policy's insecureRegistries. */
+  insecureRegistries?: string[];
 }
 
 /**
@@ -46,9 +51,15 @@ export const CHECK_CONTAINER_NAME = 'imagegate-check';
 export const TOKEN_VOLUME_NAME = 'imagegate-token';
 const TOKEN_DIR = '/var/run/secrets/imagegate';
 
-/** What imagegate's containers need to log in to Vault as the pod. */
+/** How imagegate's containers reach the registries: the CA they trust and the plain-HTTP loopback ones allowed. */
+function registryArgs(settings: CheckContainerSettings): string[] {
+  return (settings.insecureRegistries ?? []).flatMap((host) => ['--insecure-registry', host]);
+}
+
+/** What imagegate's containers need to log in to Vault as the pod, and to trust the registries' CA. */
 function vaultEnv(settings: CheckContainerSettings): JsonObject[] {
   return [
+    ...(settings.registryCa !== undefined ? [{ name: REGISTRY_CA_ENV, value: settings.registryCa }] : []),
     { name: 'VAULT_ADDR', value: settings.vaultAddress },
     { name: 'IMAGEGATE_VAULT_AUTH', value: settings.authMethod },
     { name: 'IMAGEGATE_VAULT_ROLE', value: settings.vaultRole },
@@ -85,7 +96,7 @@ export function checkContainer(settings: CheckContainerSettings, images: string[
     name: CHECK_CONTAINER_NAME,
     image: settings.image,
     command: settings.command ?? CHECK_COMMAND,
-    args: ['init', '--check', ...images.map((i) => `docker://${i}`)],
+    args: ['init', '--check', ...registryArgs(settings), ...images.map((i) => `docker://${i}`)],
     env: mergedEnv(...PINNED_RUNTIME_ENV.map((name) => ({ name, value: '' })), ...vaultEnv(settings)),
     volumeMounts: [{ name: TOKEN_VOLUME_NAME, mountPath: TOKEN_DIR, readOnly: true }],
     securityContext: HARDENED,
@@ -106,8 +117,9 @@ export function unpackContainer(settings: CheckContainerSettings, containerName:
   return {
     name: `imagegate-unpack-${containerName}`.slice(0, 63),
     image: settings.image,
-    args: ['init', '--unpack', UNPACK_ROOT, '--paths', paths.join(','), `docker://${image}`],
-    env: vaultEnv(settings),
+    command: settings.command ?? CHECK_COMMAND,
+    args: ['init', '--unpack', UNPACK_ROOT, '--paths', paths.join(','), ...registryArgs(settings), `docker://${image}`],
+    env: mergedEnv(...PINNED_RUNTIME_ENV.map((name) => ({ name, value: '' })), ...vaultEnv(settings)),
     volumeMounts: [
       { name: TOKEN_VOLUME_NAME, mountPath: TOKEN_DIR, readOnly: true },
       ...paths.map((p, i) => ({ name: volumes[i]!, mountPath: `${UNPACK_ROOT}/${p}` })),

@@ -3,7 +3,8 @@ import { parse } from 'yaml';
 import { ImagegateError, systemErrorCode } from '../errors.js';
 import { absent, knownFields, present, yamlSyntaxError } from '../image/strict-document.js';
 import { JsonReader, quote } from '../image/validate.js';
-import { canonicalRepository } from '../image/reference.js';
+import { canonicalDomain, canonicalRepository } from '../image/reference.js';
+import { isLoopbackHost } from '../transport/registry/location.js';
 import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeModel } from './types.js';
 
 /**
@@ -29,7 +30,7 @@ const DEFAULT_TRANSIT_MOUNT = 'transit';
 // The characters Vault path segments may use unencoded (as src/vault/transit.ts accepts for --recipient vault:KEY).
 const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
-const TOP_FIELDS = ['apiVersion', 'kind', 'mode', 'runtimeModel', 'failurePolicy', 'namespaces', 'repositories'];
+const TOP_FIELDS = ['apiVersion', 'kind', 'mode', 'runtimeModel', 'failurePolicy', 'namespaces', 'repositories', 'insecureRegistries'];
 const NAMESPACE_FIELDS = ['include', 'exempt'];
 const RULE_FIELDS = ['match', 'requireEncrypted', 'keys', 'vaultOnly'];
 const KEY_FIELDS = ['key', 'minVersion', 'serviceAccounts'];
@@ -82,7 +83,18 @@ export function parsePolicy(text: string, where: string): AdmissionPolicy {
     repositories.push(rule);
   }
 
-  return { apiVersion: apiVersion as AdmissionPolicy['apiVersion'], kind: POLICY_KIND, mode, runtimeModel, failurePolicy, namespaces: { include, exempt }, repositories };
+  const insecureReader = root.field('insecureRegistries');
+  const insecureRegistries = absent(insecureReader)
+    ? []
+    : insecureReader.array().map((item) => {
+        const host = item.string();
+        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d+)?$/.test(host) || !isLoopbackHost(canonicalDomain(host))) {
+          item.fail(`must be a registry on the node itself (localhost, 127.0.0.0/8 or [::1], with its port), got ${quote(host)}; give other registries a certificate`);
+        }
+        return canonicalDomain(host);
+      });
+
+  return { apiVersion: apiVersion as AdmissionPolicy['apiVersion'], kind: POLICY_KIND, mode, runtimeModel, failurePolicy, namespaces: { include, exempt }, repositories, insecureRegistries };
 }
 
 /** Reads and parses a policy file; a missing file is a usage error naming it. */

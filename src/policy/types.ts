@@ -47,6 +47,11 @@ export interface AdmissionPolicy {
   };
   /** First matching rule wins; repositories matching none are not protected. */
   repositories: RepositoryRule[];
+  /**
+   * Registries on the nodes' loopback (`host:port`) that the containers imagegate injects may reach over plain HTTP
+   * (a test or edge registry); canonical; default none, so they use TLS everywhere else.
+   */
+  insecureRegistries: string[];
 }
 
 /** A Vault-wrapped layer key as the image's annotations describe it (version from the Transit ciphertext). */

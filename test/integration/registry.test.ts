@@ -5,7 +5,7 @@
  * Layers are compared by their uncompressed content against the source image's diff_ids.
  */
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildOciLayout, randomLayerFiles, readManifestFor, writeBigLayerLayout, type BuiltLayout } from '../support/image-builder.js';
@@ -264,6 +264,13 @@ describe.skipIf(!ready)('docker:// over TLS with htpasswd Basic auth', () => {
     const res = await imagegate(['inspect', `docker://${reg.host}/secure/app:1`, '--creds', `${reg.username}:${reg.password}`]);
     expect(res.code).toBe(8);
     expect(res.stderr).toMatch(/not trusted.*--ca-cert/);
+  });
+
+  it('trusts a CA given in IMAGEGATE_REGISTRY_CA, as the webhook hands it to the containers it injects', async () => {
+    const env = { IMAGEGATE_REGISTRY_CA: await readFile(reg.caFile!, 'utf8') };
+    const res = await imagegate(['inspect', `docker://${reg.host}/secure/app:1`, '--creds', `${reg.username}:${reg.password}`], { env });
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/3 of 3 layer\(s\) encrypted/);
   });
 });
 

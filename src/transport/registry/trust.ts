@@ -38,3 +38,9 @@ function safely(read: () => string[]): string[] {
     return [];
   }
 }
+
+/**
+ * Extra registry CA certificates (PEM) read from the environment, beside --ca-cert files: how the webhook hands a
+ * private registry's CA to the containers it injects, which have no file of it.
+ */
+export const REGISTRY_CA_ENV = 'IMAGEGATE_REGISTRY_CA';

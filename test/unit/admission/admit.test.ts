@@ -18,6 +18,7 @@ function policy(extra: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
     failurePolicy: 'closed',
     namespaces: { include: ['*'], exempt: [] },
     repositories: [{ match: 'reg.example/prod/**', requireEncrypted: true, keys: [], vaultOnly: false }],
+    insecureRegistries: [],
     ...extra,
   };
 }

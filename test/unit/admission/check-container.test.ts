@@ -29,6 +29,7 @@ const policy: AdmissionPolicy = {
   failurePolicy: 'closed',
   namespaces: { include: ['*'], exempt: [] },
   repositories: [{ match: 'reg.example/prod/**', requireEncrypted: true, keys: [], vaultOnly: false }],
+  insecureRegistries: [],
 };
 
 async function resolve(image: string): Promise<ResolvedImage> {
@@ -245,5 +246,20 @@ describe('the check container as injected', () => {
     const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(runtime)?.[1];
     expect(entrypoint, 'the runtime stage has an exec-form ENTRYPOINT').toBeDefined();
     expect(JSON.parse(entrypoint!)).toEqual(CHECK_COMMAND);
+  });
+
+  it("trusts the registry CA the webhook was given, and reaches plain-HTTP loopback registries only where the policy lists them", async () => {
+    const withRegistry: CheckContainerSettings = { ...check, registryCa: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' };
+    const c = checkContainer({ ...withRegistry, insecureRegistries: ['127.0.0.1:5000'] }, [PINNED_APP]);
+    expect(c.args).toEqual(['init', '--check', '--insecure-registry', '127.0.0.1:5000', `docker://${PINNED_APP}`]);
+    expect(c.env).toEqual(expect.arrayContaining([{ name: 'IMAGEGATE_REGISTRY_CA', value: withRegistry.registryCa }]));
+    // The policy's list reaches the injected check through admission.
+    const out = await admit(review({ spec: { containers: [{ name: 'app', image: 'reg.example/prod/app:1' }] } }), { ...deps, check: withRegistry, policy: () => ({ ...policy, insecureRegistries: ['127.0.0.1:5000'] }) }, true);
+    const patch = JSON.parse(Buffer.from(out.response.patch!, 'base64').toString()) as Array<{ path: string; value: Json }>;
+    const injected = patch.find((op) => op.path === '/spec/initContainers')!.value as unknown as Json[];
+    expect(injected[0]!.args).toContain('--insecure-registry');
+    // A pod that swaps the CA is refused like any other change to the check.
+    const swapped = { ...c, env: (c.env as Json[]).map((e) => (e.name === 'IMAGEGATE_REGISTRY_CA' ? { ...e, value: 'attacker CA' } : e)) };
+    expect(checkIsIntact({ initContainers: [swapped], volumes: [tokenVolume(check)] }, c, tokenVolume(check))).toMatch(/altered \(env\)/);
   });
 });

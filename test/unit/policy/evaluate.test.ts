@@ -31,6 +31,7 @@ function policy(over: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
     failurePolicy: 'closed',
     namespaces: { include: ['*'], exempt: ['kube-system'] },
     repositories: [rule()],
+    insecureRegistries: [],
     ...over,
   };
 }

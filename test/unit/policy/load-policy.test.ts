@@ -41,6 +41,7 @@ describe('parsePolicy: defaults', () => {
       failurePolicy: 'closed',
       namespaces: { include: ['*'], exempt: [] },
       repositories: [],
+      insecureRegistries: [],
     });
   });
 
@@ -93,6 +94,7 @@ repositories:
       - key: transit-prod/keys/layers
         minVersion: 3
         serviceAccounts: ["prod/*", "ci/deployer"]
+insecureRegistries: ["127.0.0.1:5000", "LOCALHOST:5001"]
 `),
       'policy.yaml',
     );
@@ -111,6 +113,7 @@ repositories:
           vaultOnly: true,
         },
       ],
+      insecureRegistries: ['127.0.0.1:5000', 'localhost:5001'],
     });
   });
 
@@ -246,6 +249,12 @@ describe('parsePolicy: validation errors name the field', () => {
       'p',
     );
     expect(p.repositories.map((r) => r.match)).toEqual(['registry.example/prod/**', 'docker.io/library/nginx', 'docker.io/team/*', '[::1]:5000/x', '*.example/x']);
+  });
+
+  it('insecureRegistries may name only registries on the node itself, in canonical form', () => {
+    expectBad(policy('repositories: []\ninsecureRegistries: [registry.example:5000]\n'), '$.insecureRegistries[0]', 'on the node itself');
+    expectBad(policy('repositories: []\ninsecureRegistries: ["http://127.0.0.1:5000"]\n'), '$.insecureRegistries[0]');
+    expect(parsePolicy(policy('repositories: []\ninsecureRegistries: ["[0:0::1]:5000"]\n'), 'p').insecureRegistries).toEqual(['[::1]:5000']);
   });
 
   it('vaultOnly defaults to true when keys are listed, and needs keys', () => {
