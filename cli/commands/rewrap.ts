@@ -38,7 +38,7 @@ export function registerRewrap(program: Command): void {
         { vault, ...(flags.bind !== undefined ? { bindTo: canonicalRepositoryName(flags.bind) } : {}) },
         (r) => {
           const name = `docker://${ref.domain}/${ref.path}:${r.tags.join(',')}`;
-          info(r.rewrapped === 0 ? `${name}: no Vault-wrapped layer keys, left as it is` : `${name}: rewrapped ${r.rewrapped} layer key(s); ${r.before} -> ${r.after}`);
+          info(r.rewrapped === 0 ? `${name}: no Vault-wrapped key to move (none, or all at the latest version and binding); nothing written` : `${name}: rewrapped ${r.rewrapped} layer key(s); ${r.before} -> ${r.after}`);
           process.stdout.write(`${name} ${r.after}\n`);
         },
       );

@@ -2,7 +2,10 @@ import { ImagegateError } from '../errors.js';
 import { formatPlatform } from '../image/descriptor.js';
 import { parseImageReference, type ImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
-import { listRepositories, RepositoryClient } from '../transport/registry/client.js';
+import type { BlobReader } from '../image/image.js';
+import { listRepositories, RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
+import type { RegistryHttp } from '../transport/registry/http.js';
+import { limiter } from '../util/limit.js';
 import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
 import { RegistrySource } from '../transport/registry/registry-source.js';
 import { matchesAnyGlob } from '../util/glob.js';
@@ -52,50 +55,69 @@ export interface AuditReport {
  * Reads manifests and configs only, never layers.
  */
 export async function auditRegistry(target: ImageReference | { domain: string; path?: undefined }, registry: RegistryOptions, options: AuditOptions): Promise<AuditReport> {
+  // One connection (one ping, one credential look-up) for the whole registry; repositories, then images, in parallel.
   const http = await connectRegistry({ domain: target.domain, path: target.path ?? '' }, registry);
-  const images: AuditedImage[] = [];
-  const keyInfos = new Map<string, Promise<TransitKeyInfo | undefined>>();
+  const protectedGlobs = options.protected.map(canonicalRepositoryGlob);
+  const run: AuditRun = { http, options, protectedGlobs, keyInfos: new Map(), configs: new Map(), limit: limiter(REQUESTS_AT_ONCE) };
   try {
     const repositories = target.path !== undefined && target.path !== '' ? [target.path] : (await listRepositories(http)).sort();
-    for (const repository of repositories) {
-      const client = new RepositoryClient(http, repository);
-      const tags = target.path !== undefined && 'tag' in target && target.tag !== undefined ? [target.tag] : (await client.listTags()).sort();
-      const byDigest = new Map<string, string[]>();
-      for (const tag of tags) {
-        const { descriptor } = await client.getManifest(tag);
-        byDigest.set(descriptor.digest, [...(byDigest.get(descriptor.digest) ?? []), tag]);
-      }
-      for (const [digest, group] of byDigest) {
-        images.push(...(await auditImage(`${target.domain}/${repository}`, group, digest, registry, options, keyInfos)));
-      }
-    }
+    const perRepository = await Promise.all(repositories.map((repository) => auditRepository(target, repository, run)));
+    return { registry: target.domain, images: perRepository.flat() };
   } finally {
     await http.close();
   }
-  return { registry: target.domain, images };
 }
 
-async function auditImage(
-  repository: string,
-  tags: string[],
-  digest: string,
-  registry: RegistryOptions,
-  options: AuditOptions,
-  keyInfos: Map<string, Promise<TransitKeyInfo | undefined>>,
-): Promise<AuditedImage[]> {
-  const [domain, ...path] = repository.split('/');
-  const source = await RegistrySource.open({ domain: domain!, path: path.join('/'), digest: digest as `sha256:${string}` }, registry);
+/** Requests an audit has in flight at once: enough to hide a far registry's round trips, few enough to be polite. */
+const REQUESTS_AT_ONCE = 16;
+
+interface AuditRun {
+  http: RegistryHttp;
+  options: AuditOptions;
+  /** `--protect` globs in canonical form, compared with canonical repository names as the webhook does. */
+  protectedGlobs: string[];
+  keyInfos: Map<string, Promise<TransitKeyInfo | undefined>>;
+  /** Image configs by digest: images built from one another share them. */
+  configs: Map<string, Promise<string | undefined>>;
+  limit: <T>(task: () => Promise<T>) => Promise<T>;
+}
+
+async function auditRepository(target: ImageReference | { domain: string }, repository: string, run: AuditRun): Promise<AuditedImage[]> {
+  const client = new RepositoryClient(run.http, repository);
+  const tags = 'path' in target && target.path !== undefined && 'tag' in target && target.tag !== undefined ? [target.tag] : (await run.limit(() => client.listTags())).sort();
+  // Each tag's manifest is fetched once: grouped by digest, and then the root of its image's tree.
+  const fetched = await Promise.all(tags.map((tag) => run.limit(() => client.getManifest(tag))));
+  const byDigest = new Map<string, { tags: string[]; root: FetchedManifest }>();
+  fetched.forEach((root, i) => {
+    const group = byDigest.get(root.descriptor.digest);
+    if (group === undefined) byDigest.set(root.descriptor.digest, { tags: [tags[i]!], root });
+    else group.tags.push(tags[i]!);
+  });
+  const images = await Promise.all([...byDigest].map(([digest, group]) => auditImage(target.domain, repository, group.tags, digest, group.root, run)));
+  return images.flat();
+}
+
+async function auditImage(domain: string, path: string, tags: string[], digest: string, fetchedRoot: FetchedManifest, run: AuditRun): Promise<AuditedImage[]> {
+  const { options, keyInfos } = run;
+  const repository = `${domain}/${path}`;
+  const source = RegistrySource.fromFetched({ domain, path, digest: digest as `sha256:${string}` }, run.http, fetchedRoot);
   try {
-    const root = await loadImageTree(source, await source.rootDescriptor(), source.description);
+    const root = await loadImageTree(limitedReader(source, run.limit), await source.rootDescriptor(), source.description);
     const out: AuditedImage[] = [];
     for (const { node, platform } of manifestsOf(root)) {
       const layers = node.manifest.layers;
       const { encryptedLayers, schemes, vaultKeys } = manifestEncryption(layers);
-      const created = await createdOf(source, node.manifest.config);
+      const config = node.manifest.config;
+      let created = run.configs.get(config.digest);
+      if (created === undefined) {
+        created = run.limit(() => createdOf(source, config));
+        run.configs.set(config.digest, created);
+      }
+      const createdAt = await created;
       const flags: string[] = [];
       // Names compared in canonical form, like the webhook's: no spelling of a protected repository escapes the glob.
-      const canonical = canonicalRepository({ domain: domain!, path: path.join('/') });
-      const isProtected = matchesAnyGlob(canonical, options.protected.map(canonicalRepositoryGlob));
+      const canonical = canonicalRepository({ domain, path });
+      const isProtected = matchesAnyGlob(canonical, run.protectedGlobs);
       if (isProtected && encryptedLayers === 0) flags.push('plaintext-in-protected-repository');
       else if (isProtected && encryptedLayers < layers.length) flags.push('partly-plaintext');
       for (const k of uniqueKeys(vaultKeys)) {
@@ -120,7 +142,7 @@ async function auditImage(
         digest,
         ...(platform !== undefined ? { platform: formatPlatform(platform) } : {}),
         manifest: node.descriptor.digest,
-        ...(created !== undefined ? { created } : {}),
+        ...(createdAt !== undefined ? { created: createdAt } : {}),
         layers: layers.length,
         encryptedLayers,
         schemes,
@@ -138,6 +160,15 @@ function uniqueKeys(keys: AuditedKey[]): AuditedKey[] {
   const seen = new Map<string, AuditedKey>();
   for (const k of keys) seen.set(`${k.key} ${k.version} ${k.binding} ${k.tampered === true}`, k);
   return [...seen.values()].sort((a, b) => a.key.localeCompare(b.key) || a.version - b.version);
+}
+
+/** A reader whose manifest requests wait their turn in the audit's request limit. */
+function limitedReader(source: RegistrySource, limit: AuditRun['limit']): BlobReader {
+  return {
+    openBlob: (d) => limit(() => source.openBlob(d)),
+    readBlob: (d, max) => limit(() => source.readBlob(d, max)),
+    readManifest: (d) => limit(() => source.readManifest(d)),
+  };
 }
 
 async function createdOf(source: RegistrySource, config: { digest: string; size: number; mediaType: string }): Promise<string | undefined> {

@@ -88,6 +88,11 @@ export interface CopyOptions {
   retry?: RetryPolicy;
   /** Cancels the copy (e.g. on Ctrl-C): streams stop, and the destination is cleaned up as on any failure. */
   signal?: AbortSignal;
+  /**
+   * The destination is where the source already is (an in-place rewrite such as rewrap): when the rewriter plans no
+   * layer, nothing is written at all, so an image that needs nothing costs no push (and no push rights).
+   */
+  inPlace?: boolean;
 }
 
 export interface CopyResult {
@@ -110,6 +115,10 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
     if (root.kind === 'index' && !destination.canStoreIndex) root = pickSingleImage(root, options.platform, destination.description);
     const { plans, labels } = await planLayers(root, rewriter);
     rewriter.afterPlanning?.(plans.size);
+    if (plans.size === 0 && options.inPlace === true) {
+      await destination.abort();
+      return { root: root.descriptor, rewrittenLayers: 0 };
+    }
     checkDestinationCanHold(root, plans, rewriter, destination);
     run = new CopyRun(source, destination, rewriter, plans, labels, options);
     const out = await run.node(root);

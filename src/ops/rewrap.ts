@@ -5,9 +5,11 @@ import { isEncryptedMediaType } from '../image/media-types.js';
 import { splitAnnotationItems } from '../crypto/key-wrapper.js';
 import { decodeVaultItem, encodeVaultItem, VAULT_ANNOTATION, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
 import type { ImageReference } from '../image/reference.js';
-import { RepositoryClient } from '../transport/registry/client.js';
+import { RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
 import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
-import { openDestination, withSource } from '../transport/transports.js';
+import { RegistryDestination } from '../transport/registry/registry-destination.js';
+import { RegistrySource } from '../transport/registry/registry-source.js';
+import { limiter } from '../util/limit.js';
 import { copyImage, type CopyOptions, type CopyResult, type ImageRewriter, type LayerContext, type LayerRewrite } from './copy.js';
 
 export interface RewrapOptions extends CopyOptions {
@@ -31,17 +33,22 @@ export async function rewrapImage(source: ImageSource, destination: ImageDestina
 
 class RewrapRewriter implements ImageRewriter {
   readonly encrypts = false;
+  /** Whether any layer had Vault-wrapped keys (all of them may already be at the latest version). */
+  private sawVaultKeys = false;
 
   constructor(private readonly options: RewrapOptions) {}
 
   afterPlanning(rewrites: number): void {
-    if (rewrites === 0 && this.options.allowNothing !== true) throw new ImagegateError('USAGE', 'nothing to rewrap: no layer of this image has a Vault-wrapped key');
+    if (rewrites === 0 && this.options.allowNothing !== true && !this.sawVaultKeys) {
+      throw new ImagegateError('USAGE', 'nothing to rewrap: no layer of this image has a Vault-wrapped key');
+    }
   }
 
   async planLayer(ctx: LayerContext): Promise<LayerRewrite | undefined> {
     const desc = ctx.descriptor;
     const value = desc.annotations?.[VAULT_ANNOTATION];
     if (!isEncryptedMediaType(desc.mediaType) || value === undefined) return undefined;
+    this.sawVaultKeys = true;
     const items = await Promise.all(
       splitAnnotationItems(value).map(async (item) => {
         if (item instanceof Error) throw new ImagegateError('BAD_FORMAT', `${ctx.label}: ${item.message}`);
@@ -50,14 +57,17 @@ class RewrapRewriter implements ImageRewriter {
         const after = bindTo !== undefined && bindTo !== canonicalBindingName(before.binding)
           ? await this.options.vault.rebind(before, bindTo, ctx.label)
           : await this.options.vault.rewrap(before, ctx.label);
+        // Already at the latest version and binding: keep the item as it was (a new ciphertext would change nothing).
+        if (after.version === before.version && after.binding === before.binding) return { moved: false, value: item.toString('base64') };
         this.options.onRewrap?.(ctx.label, before.version, after.version);
-        return encodeVaultItem(after).toString('base64');
+        return { moved: true, value: encodeVaultItem(after).toString('base64') };
       }),
     );
+    if (!items.some((i) => i.moved)) return undefined;
     return {
       finish: () => {
         const { digest: _d, size: _s, mediaType, annotations, ...rest } = desc;
-        return { ...rest, mediaType, annotations: { ...annotations, [VAULT_ANNOTATION]: items.join(',') } };
+        return { ...rest, mediaType, annotations: { ...annotations, [VAULT_ANNOTATION]: items.map((i) => i.value).join(',') } };
       },
     };
   }
@@ -68,12 +78,18 @@ export interface RepositoryRewrap {
   tags: string[];
   before: string;
   after: string;
+  /** Layers whose keys moved; 0 when nothing changed, and then nothing was written. */
   rewrapped: number;
 }
 
+/** Images of one repository rewrapped at once: their manifests are fetched and pushed over one connection. */
+const IMAGES_AT_ONCE = 4;
+
 /**
  * Rewraps images of a registry repository in place: the tag `ref` names, or every tag when it names none. Tags
- * that share an image are rewrapped once and all moved to the result, so they keep sharing it.
+ * that share an image are rewrapped once and all moved to the result, so they keep sharing it. One connection serves
+ * the whole repository; each tag's manifest is fetched once; an image whose keys need nothing (plaintext, jwe only, or
+ * already at the latest version) is left alone and nothing is written for it.
  */
 export async function rewrapRepository(
   ref: ImageReference,
@@ -85,24 +101,28 @@ export async function rewrapRepository(
   const client = new RepositoryClient(http, ref.path);
   try {
     const tags = ref.tag !== undefined ? [ref.tag] : (await client.listTags()).sort();
-    const byDigest = new Map<string, string[]>();
+    const byDigest = new Map<string, { tags: string[]; root: FetchedManifest }>();
     for (const tag of tags) {
-      const { descriptor } = await client.getManifest(tag);
-      byDigest.set(descriptor.digest, [...(byDigest.get(descriptor.digest) ?? []), tag]);
+      const root = await client.getManifest(tag);
+      const group = byDigest.get(root.descriptor.digest);
+      if (group === undefined) byDigest.set(root.descriptor.digest, { tags: [tag], root });
+      else group.tags.push(tag);
     }
-    const out: RepositoryRewrap[] = [];
-    for (const [before, group] of byDigest) {
-      const text = `docker://${ref.domain}/${ref.path}:${group[0]!}`;
-      const result = await withSource(text, async (source) => rewrapImage(source, await openDestination(text, { registry }), { ...options, allowNothing: ref.tag === undefined }), { registry });
+    const limit = limiter(IMAGES_AT_ONCE);
+    const rewrapOne = async (before: string, group: { tags: string[]; root: FetchedManifest }): Promise<RepositoryRewrap> => {
+      const tagged = { domain: ref.domain, path: ref.path, tag: group.tags[0]! };
+      const source = RegistrySource.fromFetched(tagged, http, group.root);
+      const destination = RegistryDestination.over(tagged, http);
+      const result = await rewrapImage(source, destination, { ...options, allowNothing: ref.tag === undefined, inPlace: true });
       if (result.rewrittenLayers > 0) {
         const moved = await client.getManifest(result.root.digest);
-        for (const tag of group.slice(1)) await client.putManifest(tag, moved.bytes, moved.descriptor.mediaType);
+        for (const tag of group.tags.slice(1)) await client.putManifest(tag, moved.bytes, moved.descriptor.mediaType);
       }
-      const r = { tags: group, before, after: result.root.digest, rewrapped: result.rewrittenLayers };
+      const r = { tags: group.tags, before, after: result.root.digest, rewrapped: result.rewrittenLayers };
       onImage(r);
-      out.push(r);
-    }
-    return out;
+      return r;
+    };
+    return await Promise.all([...byDigest].map(([before, group]) => limit(() => rewrapOne(before, group))));
   } finally {
     await http.close();
   }

@@ -5,7 +5,6 @@
  * by f415094.
  */
 import { createHash } from 'node:crypto';
-import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openba
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { replaceManifest } from '../support/tamper.js';
 import { makeKeyPair, requireTool, skopeo, tempDir, type KeyPairFiles } from '../support/tools.js';
+import { startCountingProxy, type CountingProxy } from '../support/counting-proxy.js';
 import { startWebhook, type WebhookServer } from '../support/webhook-server.js';
 
 const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo') && requireTool('openssl'));
@@ -64,24 +64,7 @@ async function putManifest(repository: string, reference: string, json: object, 
   return { digest: res.headers['docker-content-digest'] as string, size: body.length, mediaType };
 }
 
-/** Requests that went through the counting proxy in front of the registry, by path. */
-const proxied: string[] = [];
-let proxy: http.Server;
-
-/** A plain-HTTP proxy in front of the registry that records every request path: docker-registry's access log is off. */
-async function startCountingProxy(): Promise<string> {
-  proxy = http.createServer((req, res) => {
-    proxied.push(req.url ?? '');
-    request(`${reg.url}${req.url}`, { method: req.method as 'GET', headers: { accept: req.headers.accept ?? '*/*' } })
-      .then(async (up) => {
-        res.writeHead(up.statusCode, Object.fromEntries(Object.entries(up.headers).filter(([k]) => k !== 'transfer-encoding')));
-        res.end(Buffer.from(await up.body.arrayBuffer()));
-      })
-      .catch(() => res.destroy());
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  return `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-}
+let proxy: CountingProxy;
 
 beforeAll(async () => {
   if (!ready) return;
@@ -102,14 +85,14 @@ beforeAll(async () => {
   blackHole = net.createServer((socket) => holes.push(socket));
   await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', r));
 
-  const proxyHost = await startCountingProxy();
+  proxy = await startCountingProxy(reg.url);
+  const proxyHost = proxy.host;
   node = await startWebhook(path.join(work, 'node'), policy('node', 'open'), ['--insecure-registry', reg.host, '--insecure-registry', proxyHost, '--check-image', `registry.example/imagegate@sha256:${'c'.repeat(64)}`, '--check-vault-addr', 'https://vault.example:8200', '--check-vault-role', 'workloads', '--budget-ms', '1500']);
   podModel = await startWebhook(path.join(work, 'pod'), policy('pod', 'open'), ['--insecure-registry', reg.host, '--check-image', `registry.example/imagegate@sha256:${'c'.repeat(64)}`, '--check-vault-addr', 'https://vault.example:8200', '--check-vault-role', 'workloads', '--budget-ms', '1500']);
 }, 180_000);
 
 afterAll(async () => {
-  proxy?.closeAllConnections();
-  await new Promise((r) => (proxy ? proxy.close(r) : r(undefined)));
+  await proxy?.close();
   await node?.stop();
   await podModel?.stop();
   for (const socket of holes) socket.destroy();
@@ -189,12 +172,13 @@ describe.skipIf(!ready)('the gate against an attacker', () => {
     for (let level = 0; level < 7; level++) {
       top = await putManifest('prod/fan', `level-${level}`, { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [top, top, top, top] }, 'application/vnd.oci.image.index.v1+json');
     }
-    const proxyHost = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const proxyHost = proxy.host;
+    proxy.reset();
     const res = await node.reviewPod('validate', { serviceAccountName: 'web', containers: [{ name: 'app', image: `${proxyHost}/prod/fan:level-6` }] });
     expect(res.allowed).toBe(false);
     expect(res.status!.message).toContain('list more than 1024 manifests in all');
     // One fetch per distinct document (eight), not one per listing (4^7 and more).
-    const fetched = proxied.filter((p) => p.startsWith('/v2/prod/fan/manifests/')).length;
+    const fetched = proxy.requests.filter((r) => r.startsWith('GET /v2/prod/fan/manifests/')).length;
     expect(fetched).toBeGreaterThan(0);
     expect(fetched).toBeLessThanOrEqual(8);
   });

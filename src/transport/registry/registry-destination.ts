@@ -7,6 +7,7 @@ import type { Descriptor } from '../../image/descriptor.js';
 import type { ImageDestination, ImageSource, StoredBlob } from '../../image/image.js';
 import type { ImageReference } from '../../image/reference.js';
 import { RepositoryClient, type UploadSession } from './client.js';
+import type { RegistryHttp } from './http.js';
 import { connectRegistry, describeRegistryReference, type RegistryOptions } from './location.js';
 import { RegistrySource } from './registry-source.js';
 
@@ -34,6 +35,8 @@ export class RegistryDestination implements ImageDestination {
     private readonly tag: string,
     private readonly client: RepositoryClient,
     private readonly chunkSize: number | undefined,
+    /** Whether closing the destination closes the connection: not when it is shared (see `over`). */
+    private readonly ownsConnection = true,
   ) {}
 
   static async open(ref: ImageReference, options: RegistryOptions): Promise<RegistryDestination> {
@@ -45,6 +48,11 @@ export class RegistryDestination implements ImageDestination {
     }
     const http = await connectRegistry(ref, options);
     return new RegistryDestination(describeRegistryReference(ref), ref.tag ?? 'latest', new RepositoryClient(http, ref.path), options.chunkSize);
+  }
+
+  /** A destination over a connection someone else keeps open (a whole repository's rewrap shares one). */
+  static over(ref: ImageReference & { tag: string }, http: RegistryHttp): RegistryDestination {
+    return new RegistryDestination(describeRegistryReference(ref), ref.tag, new RepositoryClient(http, ref.path), undefined, false);
   }
 
   async reuseBlob(blob: StoredBlob, source: ImageSource): Promise<boolean> {
@@ -158,7 +166,7 @@ export class RegistryDestination implements ImageDestination {
   private async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.client.http.close();
+    if (this.ownsConnection) await this.client.http.close();
   }
 }
 

@@ -38,6 +38,13 @@ export class RegistrySource implements ImageSource {
     return new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path), false, signal);
   }
 
+  /** Over a shared connection, starting from a root manifest already fetched (by tag), so it is not fetched twice. */
+  static fromFetched(ref: ImageReference, http: RegistryHttp, root: FetchedManifest): RegistrySource {
+    const source = new RegistrySource(describeRegistryReference(ref), ref, new RepositoryClient(http, ref.path), false);
+    source.root = root;
+    return source;
+  }
+
   /** `host/repository`, to tell whether a destination on the same registry can mount our blobs. */
   get registryHost(): string {
     return this.client.http.host;

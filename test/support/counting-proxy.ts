@@ -1,0 +1,60 @@
+/**
+ * A plain-HTTP proxy on 127.0.0.1 in front of a test registry that records every request (method and path) and
+ * every TCP connection made to it: how tests count what a command asked of a registry (docker-registry's own access
+ * log is off in tests). The caller closes it.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+
+export interface CountingProxy {
+  /** host:port to use instead of the registry's. */
+  host: string;
+  /** `GET /v2/team/app/manifests/1`, in order. */
+  requests: string[];
+  connections: number;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
+  const state = { requests: [] as string[], connections: 0 };
+  const server = http.createServer((req, res) => {
+    state.requests.push(`${req.method} ${req.url}`);
+    const headers: Record<string, string> = {};
+    for (const name of ['accept', 'content-type', 'content-length', 'authorization']) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    request(`${upstream}${req.url}`, { method: req.method as 'GET', headers, body: hasBody ? req : null })
+      .then(async (up) => {
+        const out = Object.fromEntries(Object.entries(up.headers).filter(([k]) => k !== 'transfer-encoding' && k !== 'connection'));
+        // The registry's Location headers name itself; the client must come back through the proxy.
+        if (typeof out.location === 'string') out.location = out.location.replace(upstream, `http://${host}`);
+        res.writeHead(up.statusCode, out);
+        res.end(Buffer.from(await up.body.arrayBuffer()));
+      })
+      .catch(() => res.destroy());
+  });
+  server.on('connection', () => state.connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    host,
+    get requests() {
+      return state.requests;
+    },
+    get connections() {
+      return state.connections;
+    },
+    reset() {
+      state.requests = [];
+      state.connections = 0;
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
