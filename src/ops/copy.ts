@@ -89,8 +89,9 @@ export interface CopyOptions {
   /** Cancels the copy (e.g. on Ctrl-C): streams stop, and the destination is cleaned up as on any failure. */
   signal?: AbortSignal;
   /**
-   * The destination is where the source already is (an in-place rewrite such as rewrap): when the rewriter plans no
-   * layer, nothing is written at all, so an image that needs nothing costs no push (and no push rights).
+   * The destination is where the source already is (an in-place rewrite such as rewrap): blobs copied as they are
+   * are not checked or moved, and when the rewriter plans no layer, nothing is written at all, so an image that needs
+   * nothing costs no push (and no push rights).
    */
   inPlace?: boolean;
 }
@@ -300,7 +301,9 @@ class CopyRun {
   }
 
   private async copyBlob(desc: Descriptor, report: Reporter): Promise<Descriptor> {
-    if (await this.destination.reuseBlob(desc, this.source)) {
+    // In place, every blob the image lists is already where it goes: asking would cost a request per blob (and undici
+    // opens a new connection after each HEAD).
+    if (this.options.inPlace === true || (await this.destination.reuseBlob(desc, this.source))) {
       report('skipped', desc.size);
       return desc;
     }

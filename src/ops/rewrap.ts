@@ -82,8 +82,8 @@ export interface RepositoryRewrap {
   rewrapped: number;
 }
 
-/** Images of one repository rewrapped at once: their manifests are fetched and pushed over one connection. */
-const IMAGES_AT_ONCE = 4;
+/** Images (and tag look-ups) of one repository handled at once, over its one connection pool. */
+const IMAGES_AT_ONCE = 8;
 
 /**
  * Rewraps images of a registry repository in place: the tag `ref` names, or every tag when it names none. Tags
@@ -101,14 +101,14 @@ export async function rewrapRepository(
   const client = new RepositoryClient(http, ref.path);
   try {
     const tags = ref.tag !== undefined ? [ref.tag] : (await client.listTags()).sort();
-    const byDigest = new Map<string, { tags: string[]; root: FetchedManifest }>();
-    for (const tag of tags) {
-      const root = await client.getManifest(tag);
-      const group = byDigest.get(root.descriptor.digest);
-      if (group === undefined) byDigest.set(root.descriptor.digest, { tags: [tag], root });
-      else group.tags.push(tag);
-    }
     const limit = limiter(IMAGES_AT_ONCE);
+    const roots = await Promise.all(tags.map((tag) => limit(() => client.getManifest(tag))));
+    const byDigest = new Map<string, { tags: string[]; root: FetchedManifest }>();
+    roots.forEach((root, i) => {
+      const group = byDigest.get(root.descriptor.digest);
+      if (group === undefined) byDigest.set(root.descriptor.digest, { tags: [tags[i]!], root });
+      else group.tags.push(tags[i]!);
+    });
     const rewrapOne = async (before: string, group: { tags: string[]; root: FetchedManifest }): Promise<RepositoryRewrap> => {
       const tagged = { domain: ref.domain, path: ref.path, tag: group.tags[0]! };
       const source = RegistrySource.fromFetched(tagged, http, group.root);

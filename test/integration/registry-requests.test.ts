@@ -75,6 +75,8 @@ describe.skipIf(!ready)('requests audit and rewrap make', () => {
     proxy.reset();
     const out = await imagegateOk(['rewrap', `docker://${proxy.host}/team/app`, '--insecure'], { env });
     expect(out.stderr).toMatch(/:vault,vault-too: rewrapped 2 layer key\(s\)/);
+    // In place, the image's blobs are known to be there: no HEAD per blob.
+    expect(count('HEAD *')).toBe(0);
     const writes = proxy.requests.filter((r) => !r.startsWith('GET ') && !r.startsWith('HEAD '));
     expect(writes.filter((r) => r.startsWith('POST ') || r.startsWith('PATCH '))).toEqual([]);
     expect(writes.map((r) => r.split(' ')[1]!.replace(/sha256:[0-9a-f]{64}/, 'DIGEST')).sort()).toEqual([
