@@ -24,7 +24,7 @@ export function registerEncrypt(program: Command): void {
     .summary('encrypt the layers of an image for one or more recipients')
     .description(
       'Encrypt image layers with ocicrypt AES_256_CTR_HMAC_SHA256 and wrap each layer key for every recipient.\n' +
-        'The result decrypts with skopeo, podman, buildah, CRI-O and containerd imgcrypt as well as with imagegate.',
+        'The result decrypts with skopeo, buildah, containerd imgcrypt and CRI-O (ocicrypt) as well as with imagegate (tested: see the README).',
     )
     .argument('<source>', 'image to encrypt: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
     .argument('<destination>', 'where to write the encrypted image: docker://HOST/REPO[:TAG], oci:DIR[:TAG] or oci-archive:FILE[:TAG]')

@@ -22,6 +22,7 @@ const INSTALL_HINTS: Record<string, string> = {
   openssl: 'apt-get install openssl',
   time: 'apt-get install time',
   containerd: 'apt-get install containerd',
+  buildah: 'apt-get install buildah',
 };
 
 function isExecutableFile(file: string): boolean {
