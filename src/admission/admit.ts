@@ -3,7 +3,7 @@ import type { JsonObject } from '../image/validate.js';
 import { canonicalRepository, parseImageReference } from '../image/reference.js';
 import { evaluate, namespaceNotInScope, needsLookUp, ruleFor } from '../policy/evaluate.js';
 import type { AdmissionPolicy, ContainerFacts, Decision } from '../policy/types.js';
-import { IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, checkPlacementPatch, forPod, tokenVolume, unpackContainer, type CheckContainerSettings, type JsonPatchOp } from './check-container.js';
+import { CHECK_CONTAINER_NAME, IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, checkPlacementPatch, forPod, tokenVolume, unpackContainer, type CheckContainerSettings, type JsonPatchOp } from './check-container.js';
 import type { ResolvedImage } from './image-facts.js';
 import { lookUpBudgetEnded, reviewBudgetMs } from './look-up-budget.js';
 import { allow, deny, type AdmissionRequest, type AdmissionResponse } from './review.js';
@@ -111,7 +111,12 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
 
   if (!mutate) {
     if (needsCheck) {
-      const images = [...new Set(protectedImages.map((f) => `${f.repository}@${f.digest}`))];
+      const images = checkedImages(protectedImages);
+      // kubectl debug adds an ephemeral container to a pod whose check ran at its creation, for its images only.
+      const uncovered = uncheckedEphemeralImages(template.spec, protectedImages, images);
+      if (uncovered !== undefined) {
+        return { response: deny(req.uid, `imagegate: ${uncovered}; run it in a new pod, whose check covers it (node runtime model)`), result: 'denied', rules: ['check-container'] };
+      }
       const broken = checkIsIntact(template.spec, checkContainer(check!, images), tokenVolume(check!));
       if (broken !== undefined) {
         return { response: deny(req.uid, `imagegate: ${broken}; pods running protected images must keep it as the webhook injected it (node runtime model)`), result: 'denied', rules: ['check-container'] };
@@ -146,6 +151,28 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     extra.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
   }
   return { response: allow(req.uid, extra), result: passed, rules };
+}
+
+/**
+ * The images the check proves access to: each protected image pinned by digest, spelled as the pod spells it (the
+ * name the runtime pulls, port and all).
+ */
+function checkedImages(protectedImages: ContainerFacts[]): string[] {
+  return [...new Set(protectedImages.map((f) => pinnedName(f.image, f.digest)))];
+}
+
+/**
+ * Why an ephemeral container is not covered by the pod's check: its protected image is not among the images the
+ * check (fixed when the pod was created) proved, or undefined.
+ */
+function uncheckedEphemeralImages(spec: JsonObject, protectedImages: ContainerFacts[], images: string[]): string | undefined {
+  const init = Array.isArray(spec.initContainers) ? (spec.initContainers as JsonObject[]) : [];
+  const existing = init.find((c) => c.name === CHECK_CONTAINER_NAME);
+  const proved = new Set((Array.isArray(existing?.args) ? (existing.args as unknown[]) : []).filter((a): a is string => typeof a === 'string'));
+  if (existing === undefined) return undefined;
+  const missing = protectedImages.filter((f) => f.list === 'ephemeralContainers' && !proved.has(`docker://${pinnedName(f.image, f.digest)}`));
+  if (missing.length === 0 || images.length === 0) return undefined;
+  return missing.map((f) => `ephemeral container ${f.name} adds protected image ${f.image}, which the pod's ${CHECK_CONTAINER_NAME} (fixed when the pod was created) does not cover`).join('; ');
 }
 
 function sameImages(now: PodTemplate, before: PodTemplate | undefined): boolean {
@@ -226,7 +253,7 @@ function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckCo
   });
   // A check the pod brought, or ours moved by a later webhook (on re-invocation), is replaced by ours, first.
   if (check !== undefined) {
-    const images = [...new Set(protectedImages.map((f) => `${f.repository}@${f.digest}`))];
+    const images = checkedImages(protectedImages);
     ops.push(...checkPlacementPatch(template.spec, base, checkContainer(check, images), tokenVolume(check)));
   }
   return ops;

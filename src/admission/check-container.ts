@@ -111,7 +111,9 @@ export const UNPACK_ROOT = '/imagegate/unpack';
 
 /**
  * Pod model: the init container that decrypts, verifies and unpacks `image`'s encrypted layers into the volumes
- * the app container mounts at `paths`.
+ * the app container mounts at `paths`. Like the check, its log becomes the termination message when it fails, so
+ * `kubectl describe pod` says why the pod failed (a real kubelet shows nothing otherwise: the CLI writes no
+ * /dev/termination-log).
  */
 export function unpackContainer(settings: CheckContainerSettings, containerName: string, image: string, paths: string[], volumes: string[]): JsonObject {
   return {
@@ -126,6 +128,9 @@ export function unpackContainer(settings: CheckContainerSettings, containerName:
     ],
     securityContext: HARDENED,
     resources: { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } },
+    imagePullPolicy: 'IfNotPresent',
+    terminationMessagePath: '/dev/termination-log',
+    terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }
 

@@ -13,7 +13,7 @@
 # There is no controller manager, scheduler or kube-proxy: the namespaces' default ServiceAccount and kube-root-ca.crt
 # are created here, pods carry nodeName, pods that must reach 127.0.0.1 use hostNetwork.
 #
-#   cluster.sh up DIR      start it all; writes DIR/cluster.env (KEY=VALUE lines, see write_cluster_env) and leaves
+#   cluster.sh up DIR      start it all; writes DIR/cluster.env (KEY=VALUE lines, the end of cluster/up.sh) and leaves
 #                          it running. Refuses when a kubelet already runs on this machine (the kubelet uses fixed
 #                          host paths such as /var/lib/kubelet/device-plugins: one per machine).
 #   cluster.sh down DIR    stop everything `up` started (pid files under DIR/run), undo what the kubelet and CNI did
@@ -26,7 +26,12 @@
 # Needs root, containerd, runc, containernetworking-plugins, docker-registry, openssl, curl, jq, and `npm run build`;
 # builds (or finds cached) what build-kubernetes.sh, build-openbao.sh and build-deploy-tools.sh (helm) make.
 # IMAGEGATE_CLUSTER_KEYS_DIR=off: ctd-decoder without --decryption-keys-path (default on, as shipped).
-# IMAGEGATE_CLUSTER_CHECK_IMAGE=IMAGE@DIGEST: the webhook injects `imagegate init --check` running that image.
+# IMAGEGATE_CLUSTER_CHECK_IMAGE=IMAGE@DIGEST: the webhook injects imagegate's init containers running that image
+#   (`init --check` in the node model, `init --unpack` in the pod model), trusting the TLS registry's CA
+#   (--check-registry-ca) and, as the policy's insecureRegistries says, the plain-HTTP registry.
+# IMAGEGATE_CLUSTER_CHECK_LAYOUT=DIR:TAG: the same with imagegate's image from an OCI layout (scripts/build-image.sh),
+#   pushed to the TLS registry as REGISTRY/imagegate/imagegate:TAG and injected by digest. Needs skopeo.
+# IMAGEGATE_CLUSTER_RUNTIME_MODEL=node|pod: the policy's runtimeModel (default node).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -43,6 +48,7 @@ NODE=localhost                  # the kubelet's node name (resolves to 127.0.0.1
 NAMESPACE=imagegate-demo        # the workload's namespace
 SERVICE_ACCOUNT=app             # allowed to run KEY's images
 OTHER_SERVICE_ACCOUNT=intruder  # in NAMESPACE, allowed nothing
+POLICY_ONLY_SERVICE_ACCOUNT=unvaulted # in NAMESPACE, admitted by the policy, but OpenBao's role does not take it
 KEY_NAME=cluster-layers         # transit/KEY_NAME
 CNI_BRIDGE=igcluster0
 CNI_NETWORK=imagegate-cluster

@@ -3,7 +3,8 @@
  * Kubernetes' Go modules, Debian's containerd 1.6 with the shipped deploy/runtime configuration (ctd-decoder calling
  * `imagegate keyprovider`, logged in to OpenBao as the node's AppRole), OpenBao set up by `imagegate vault setup`, and
  * the admission webhook (`imagegate webhook serve` on the host) behind the Helm chart's webhook configurations and
- * policy. No check container is injected yet (imagegate's own image is not built here).
+ * policy. No check container is injected here: cluster-gate.test.ts builds imagegate's own image and runs the gate's
+ * scenarios with it.
  *
  * Every encrypted image gets a layer no other image has: containerd never decrypts a layer again once its plaintext
  * is on the node, so a reused layer would prove nothing about decryption.

@@ -23,16 +23,30 @@ import { run, runOk, tempDir, type RunOptions, type RunResult } from './tools.js
 const INFRA = fileURLToPath(new URL('../infra/', import.meta.url));
 const CLUSTER_SH = path.join(INFRA, 'cluster.sh');
 const BUILD_SH = path.join(INFRA, 'build-kubernetes.sh');
+const BUILD_IMAGE_SH = fileURLToPath(new URL('../../scripts/build-image.sh', import.meta.url));
 const POD_TIMEOUT_MS = 120_000;
 
 /** Waiting reasons of a container that the kubelet will not get past by itself. */
 const STUCK_REASONS = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'CreateContainerError', 'CreateContainerConfigError', 'RunContainerError']);
 
-interface PodStatus {
-  phase?: string;
-  initContainerStatuses?: Array<{ state?: { waiting?: { reason?: string; message?: string } } }>;
-  containerStatuses?: Array<{ state?: { waiting?: { reason?: string; message?: string } } }>;
+/** A container's state as the kubelet reports it (the fields the tests read). */
+export interface ContainerStatus {
+  name: string;
+  state?: {
+    waiting?: { reason?: string; message?: string };
+    running?: object;
+    terminated?: { exitCode?: number; reason?: string; message?: string };
+  };
 }
+
+export interface PodStatus {
+  phase?: string;
+  initContainerStatuses?: ContainerStatus[];
+  containerStatuses?: ContainerStatus[];
+}
+
+/** How a pod ended up: finished (Succeeded or Failed), or stuck with a container the kubelet will not get past. */
+export type PodOutcome = { phase: 'Succeeded' | 'Failed'; status: PodStatus } | { stuck: { container: string; reason: string; message: string }; status: PodStatus };
 
 /** DIR/cluster.env, as `cluster.sh up` writes it. */
 export interface ClusterEnv {
@@ -54,6 +68,18 @@ export interface ClusterEnv {
   SERVICE_ACCOUNT: string;
   /** in NAMESPACE, allowed nothing */
   OTHER_SERVICE_ACCOUNT: string;
+  /** in NAMESPACE, admitted by the policy for KEY, but OpenBao's role does not take it: only the injected check stops it */
+  POLICY_ONLY_SERVICE_ACCOUNT: string;
+  /** PLAIN_REGISTRY/NAMESPACE/app: protected like REPOSITORY; the policy's insecureRegistries lists PLAIN_REGISTRY */
+  PLAIN_REPOSITORY: string;
+  /** the policy's runtimeModel */
+  RUNTIME_MODEL: 'node' | 'pod';
+  /** imagegate's image the webhook injects (REPO@DIGEST), or empty when it injects nothing */
+  CHECK_IMAGE: string;
+  /** the policy file the webhook reads (and re-reads within about 5 s of a change) */
+  POLICY_FILE: string;
+  /** the webhook's stdout and stderr */
+  WEBHOOK_LOG: string;
   NODE: string;
   KUBECTL: string;
   /** kubectl's discovery cache, under the cluster directory (not ~/.kube/cache) */
@@ -77,6 +103,10 @@ export interface Cluster {
    * stuck (ErrImagePull and the like, with the kubelet's message), and after two minutes.
    */
   podFinished(namespace: string, name: string): Promise<string>;
+  /** Waits, as podFinished does, but returns a stuck container (its reason and the kubelet's message) instead of throwing. */
+  podOutcome(namespace: string, name: string): Promise<PodOutcome>;
+  /** The pod as the API server stores it (`kubectl get -o json`). */
+  getPod(namespace: string, name: string): Promise<{ metadata: Record<string, unknown>; spec: Record<string, any>; status?: PodStatus }>;
   /** What to print when a pod did not do what a test expected: `kubectl describe` and the ends of the node's logs. */
   diagnose(namespace: string, name: string): Promise<string>;
   down(): Promise<void>;
@@ -157,6 +187,24 @@ export interface ClusterOptions {
    * (the default), or off. ocicrypt's key-provider requests differ between the two.
    */
   keysDir?: 'on' | 'off';
+  /** The policy's runtimeModel (default node). */
+  runtimeModel?: 'node' | 'pod';
+  /**
+   * `DIR:TAG`, an OCI layout of imagegate's own image (buildImagegateImage): pushed to the TLS registry and injected
+   * by the webhook, by digest, as `imagegate init --check` (node model) or `init --unpack` (pod model). Without it
+   * nothing is injected.
+   */
+  checkLayout?: string;
+}
+
+/**
+ * imagegate's runtime image (scripts/build-image.sh: the repo's src/ built with production dependencies, Node 24,
+ * user 65532) as an OCI layout in `dir`; returns `DIR:TAG` for ClusterOptions.checkLayout. About 10 s.
+ */
+export async function buildImagegateImage(dir: string, tag = 'cluster'): Promise<string> {
+  const layout = path.join(dir, 'imagegate-image');
+  await runOk(BUILD_IMAGE_SH, [layout, tag]);
+  return `${layout}:${tag}`;
 }
 
 /** `cluster.sh up` into a fresh temp dir. Call `clusterUnavailable()` first. */
@@ -170,7 +218,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     if (result.code !== 0) throw new Error(`cluster.sh down ${dir} failed:\n${result.stderr}`);
     await work.cleanup();
   };
-  const up = await run(CLUSTER_SH, ['up', dir], { env: { IMAGEGATE_CLUSTER_KEYS_DIR: options.keysDir ?? 'on' } });
+  const up = await run(CLUSTER_SH, ['up', dir], {
+    env: {
+      IMAGEGATE_CLUSTER_KEYS_DIR: options.keysDir ?? 'on',
+      IMAGEGATE_CLUSTER_RUNTIME_MODEL: options.runtimeModel ?? 'node',
+      IMAGEGATE_CLUSTER_CHECK_LAYOUT: options.checkLayout ?? '',
+    },
+  });
   if (up.code !== 0) {
     running.delete(dir);
     throw new Error(`cluster.sh up ${dir} failed (exit ${up.code}); logs in ${dir}/logs:\n${up.stderr}`);
@@ -184,6 +238,24 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     return text.split('\n').slice(-25).join('\n');
   };
 
+  const getPod = async (namespace: string, name: string): Promise<{ metadata: Record<string, unknown>; spec: Record<string, any>; status?: PodStatus }> =>
+    JSON.parse((await kubectlOk(['-n', namespace, 'get', 'pod', name, '-o', 'json'])).stdout) as { metadata: Record<string, unknown>; spec: Record<string, any>; status?: PodStatus };
+  const podOutcome = async (namespace: string, name: string): Promise<PodOutcome> => {
+    const deadline = Date.now() + POD_TIMEOUT_MS;
+    for (;;) {
+      const status = (await getPod(namespace, name)).status ?? {};
+      if (status.phase === 'Succeeded' || status.phase === 'Failed') return { phase: status.phase, status };
+      // A pull or create error will not go away by itself (the kubelet only backs off): report it now.
+      const stuck = [...(status.initContainerStatuses ?? []), ...(status.containerStatuses ?? [])].find((c) => {
+        const reason = c.state?.waiting?.reason;
+        return reason !== undefined && STUCK_REASONS.has(reason);
+      });
+      if (stuck) return { stuck: { container: stuck.name, reason: stuck.state!.waiting!.reason!, message: stuck.state!.waiting!.message ?? '' }, status };
+      if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name} is still ${status.phase ?? '(unknown)'} after ${POD_TIMEOUT_MS / 1000} s`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  };
+
   return {
     dir,
     env,
@@ -192,20 +264,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     kubectlOk,
     apply: (...objects) => kubectlOk(['apply', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') }),
     podFinished: async (namespace, name) => {
-      const deadline = Date.now() + POD_TIMEOUT_MS;
-      for (;;) {
-        const r = await kubectlOk(['-n', namespace, 'get', 'pod', name, '-o', 'json']);
-        const status = (JSON.parse(r.stdout) as { status?: PodStatus }).status ?? {};
-        if (status.phase === 'Succeeded' || status.phase === 'Failed') return status.phase;
-        // A pull or create error will not go away by itself (the kubelet only backs off): fail now, with its message.
-        const stuck = [...(status.initContainerStatuses ?? []), ...(status.containerStatuses ?? [])]
-          .map((c) => c.state?.waiting)
-          .find((w) => w?.reason !== undefined && STUCK_REASONS.has(w.reason));
-        if (stuck) throw new Error(`pod ${namespace}/${name}: ${stuck.reason}: ${stuck.message ?? ''}`);
-        if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name} is still ${status.phase ?? '(unknown)'} after ${POD_TIMEOUT_MS / 1000} s`);
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
+      const outcome = await podOutcome(namespace, name);
+      if ('stuck' in outcome) throw new Error(`pod ${namespace}/${name}: ${outcome.stuck.reason}: ${outcome.stuck.message}`);
+      return outcome.phase;
     },
+    podOutcome,
+    getPod,
     diagnose: async (namespace, name) => {
       const describe = await kubectl(['-n', namespace, 'describe', 'pod', name]);
       return [

@@ -27,6 +27,17 @@ on) ;;
 off) keys_dir_filter=(grep -v -e '--decryption-keys-path') ;;
 *) die "IMAGEGATE_CLUSTER_KEYS_DIR is '$IMAGEGATE_CLUSTER_KEYS_DIR'; expected on or off" ;;
 esac
+RUNTIME_MODEL="${IMAGEGATE_CLUSTER_RUNTIME_MODEL:-node}"
+[[ "$RUNTIME_MODEL" == node || "$RUNTIME_MODEL" == pod ]] ||
+  die "IMAGEGATE_CLUSTER_RUNTIME_MODEL is '$RUNTIME_MODEL'; expected node or pod"
+check_image="${IMAGEGATE_CLUSTER_CHECK_IMAGE:-}"
+check_layout="${IMAGEGATE_CLUSTER_CHECK_LAYOUT:-}"
+if [[ -n "$check_layout" ]]; then
+  [[ -z "$check_image" ]] || die "set IMAGEGATE_CLUSTER_CHECK_IMAGE or IMAGEGATE_CLUSTER_CHECK_LAYOUT, not both"
+  [[ "$check_layout" == *:* && -f "${check_layout%:*}/index.json" ]] ||
+    die "IMAGEGATE_CLUSTER_CHECK_LAYOUT is '$check_layout'; expected DIR:TAG of an OCI layout (scripts/build-image.sh DIR TAG)"
+  command -v skopeo >/dev/null || die "IMAGEGATE_CLUSTER_CHECK_LAYOUT needs skopeo (apt-get install skopeo)"
+fi
 node="$("$repo/scripts/node24.sh")/node"
 imagegate_js="$repo/dist/cli/imagegate.js"
 [[ -f "$imagegate_js" ]] || die "$imagegate_js is missing: build the CLI first (npm run build)"
@@ -54,7 +65,7 @@ pki="$dir/pki"
 "$templates/pki.sh" "$pki" "$NODE"
 read -r ETCD_PORT ETCD_PEER_PORT API_PORT KUBELET_PORT KUBELET_HEALTHZ_PORT VAULT_PORT REGISTRY_PORT \
   PLAIN_REGISTRY_PORT WEBHOOK_PORT < <(free_ports 9)
-export DIR="$dir" PKI="$pki" NODE NAMESPACE SERVICE_ACCOUNT KEY_NAME CNI_BRIDGE PAUSE_IMAGE SA_ISSUER
+export DIR="$dir" PKI="$pki" NODE NAMESPACE SERVICE_ACCOUNT POLICY_ONLY_SERVICE_ACCOUNT RUNTIME_MODEL KEY_NAME CNI_BRIDGE PAUSE_IMAGE SA_ISSUER
 export API_PORT KUBELET_PORT KUBELET_HEALTHZ_PORT
 export CONTAINERD_SOCKET="$dir/containerd/containerd.sock"
 vault_addr="http://127.0.0.1:$VAULT_PORT"
@@ -94,6 +105,21 @@ wait_for etcd "a healthy answer" 30 etcd_healthy
 registry_answers() { curl -sf -o /dev/null --cacert "$pki/registry-ca.crt" "$1/v2/"; }
 wait_for registry "an answer to GET /v2/" 30 registry_answers "https://127.0.0.1:$REGISTRY_PORT"
 wait_for registry-plain "an answer to GET /v2/" 30 registry_answers "http://127.0.0.1:$PLAIN_REGISTRY_PORT"
+
+# imagegate's own image, from an OCI layout: into the TLS registry (the kubelet pulls it through containerd's
+# certs.d like any image), injected by digest.
+if [[ -n "$check_layout" ]]; then
+  mkdir -p "$dir/run/registry-certs"
+  cp "$pki/registry-ca.crt" "$dir/run/registry-certs/ca.crt"
+  check_repository="127.0.0.1:$REGISTRY_PORT/imagegate/imagegate"
+  skopeo copy -q --dest-cert-dir "$dir/run/registry-certs" --digestfile "$dir/run/check-image.digest" \
+    "oci:$check_layout" "docker://$check_repository:${check_layout##*:}" >"$dir/logs/check-image-push.log" 2>&1 || {
+    say "pushing imagegate's image ($check_layout) to the registry failed:"
+    cat "$dir/logs/check-image-push.log" >&2
+    false
+  }
+  check_image="$check_repository@$(cat "$dir/run/check-image.digest")"
+fi
 
 # --- the API server -------------------------------------------------------------------------------------------------
 # --endpoint-reconciler-type=none: it refuses a loopback advertise address otherwise (there is no Service network).
@@ -185,7 +211,7 @@ for ns in default imagegate "$NAMESPACE"; do
   NS="$ns" CA_PEM_JSON="$ca_pem_json" render "$templates/namespace.yaml" "$dir/run/namespace.yaml"
   cat "$dir/run/namespace.yaml" >>"$dir/bootstrap.yaml"
 done
-for sa in "$SERVICE_ACCOUNT" "$OTHER_SERVICE_ACCOUNT"; do
+for sa in "$SERVICE_ACCOUNT" "$OTHER_SERVICE_ACCOUNT" "$POLICY_ONLY_SERVICE_ACCOUNT"; do
   NS="$NAMESPACE" SA="$sa" render "$templates/service-account.yaml" "$dir/run/service-account.yaml"
   cat "$dir/run/service-account.yaml" >>"$dir/bootstrap.yaml"
 done
@@ -198,7 +224,7 @@ kubectl apply -f "$dir/bootstrap.yaml" >"$dir/logs/bootstrap.log" 2>&1 || {
 
 # --- the admission webhook, from the chart's own files -----------------------------------------------------------
 mkdir -p "$dir/webhook"
-CA_BUNDLE_BASE64="$(base64 -w0 "$pki/ca.crt")" REGISTRY_PORT="$REGISTRY_PORT" \
+CA_BUNDLE_BASE64="$(base64 -w0 "$pki/ca.crt")" REGISTRY_PORT="$REGISTRY_PORT" PLAIN_REGISTRY_PORT="$PLAIN_REGISTRY_PORT" \
   render "$templates/chart-values.yaml" "$dir/webhook/values.yaml"
 "$helm" template imagegate "$repo/deploy/helm/imagegate" --namespace imagegate -f "$dir/webhook/values.yaml" \
   --show-only templates/webhook-configurations.yaml --show-only templates/configmap-policy.yaml \
@@ -216,10 +242,12 @@ jq --arg base "https://127.0.0.1:$WEBHOOK_PORT" '{apiVersion: "v1", kind: "List"
     | .webhooks |= map(.clientConfig = {url: ($base + .clientConfig.service.path), caBundle: .clientConfig.caBundle})]}' \
   "$dir/webhook/chart.json" >"$dir/webhook/webhook-configurations.json"
 check_flags=()
-if [[ -n "${IMAGEGATE_CLUSTER_CHECK_IMAGE:-}" ]]; then
-  # One OpenBao role per namespace (vault-setup.yaml), on the JWT mount with the API server's issuer key.
-  check_flags=(--check-image "$IMAGEGATE_CLUSTER_CHECK_IMAGE" --check-vault-addr "$vault_addr"
-    --check-vault-role '{namespace}' --check-vault-auth jwt --check-auth-mount jwt-kubernetes)
+if [[ -n "$check_image" ]]; then
+  # One OpenBao role per namespace (vault-setup.yaml), on the JWT mount with the API server's issuer key; the
+  # injected containers trust the TLS registry's CA.
+  check_flags=(--check-image "$check_image" --check-vault-addr "$vault_addr"
+    --check-vault-role '{namespace}' --check-vault-auth jwt --check-auth-mount jwt-kubernetes
+    --check-registry-ca "$pki/registry-ca.crt")
 fi
 # Registry look-ups trust the registry's CA and may use plain HTTP to the plain registry only.
 start_daemon webhook "$dir/webhook" "${clean_env[@]}" "$node" "$imagegate_js" webhook serve \
@@ -254,6 +282,7 @@ KUBECONFIG=$kubeconfig
 REGISTRY=127.0.0.1:$REGISTRY_PORT
 REGISTRY_CA=$pki/registry-ca.crt
 PLAIN_REGISTRY=127.0.0.1:$PLAIN_REGISTRY_PORT
+PLAIN_REPOSITORY=127.0.0.1:$PLAIN_REGISTRY_PORT/$NAMESPACE/app
 VAULT_ADDR=$vault_addr
 VAULT_TOKEN=$vault_token
 KEY=transit/$KEY_NAME
@@ -261,6 +290,11 @@ REPOSITORY=127.0.0.1:$REGISTRY_PORT/$NAMESPACE/app
 NAMESPACE=$NAMESPACE
 SERVICE_ACCOUNT=$SERVICE_ACCOUNT
 OTHER_SERVICE_ACCOUNT=$OTHER_SERVICE_ACCOUNT
+POLICY_ONLY_SERVICE_ACCOUNT=$POLICY_ONLY_SERVICE_ACCOUNT
+RUNTIME_MODEL=$RUNTIME_MODEL
+CHECK_IMAGE=$check_image
+POLICY_FILE=$dir/webhook/policy.yaml
+WEBHOOK_LOG=$dir/logs/webhook.log
 NODE=$NODE
 KUBECTL=$bin/kubectl
 KUBECACHEDIR=$KUBECACHEDIR

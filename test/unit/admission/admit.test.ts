@@ -187,3 +187,23 @@ describe('reviewBudgetMs', () => {
     expect(reviewBudgetMs(2500, 100)).toBe(100);
   });
 });
+
+describe('admit: kubectl debug in the node model', () => {
+  it('refuses an ephemeral container whose protected image the check, fixed at creation, does not cover', async () => {
+    const digestOf = (image: string): string => `sha256:${(image.includes('debug') ? 'e' : 'd').repeat(64)}`;
+    const resolve = async (image: string): Promise<ResolvedImage> => ({
+      repository: 'reg.example/prod/app',
+      digest: digestOf(image),
+      platforms: [{ layers: 1, encryptedLayers: 1, schemes: ['jwe'], vaultKeys: [], layersWithoutVaultKey: 1 }],
+    });
+    const check = { image: `reg.example/imagegate@sha256:${'c'.repeat(64)}`, vaultAddress: 'https://vault', authMethod: 'jwt' as const, vaultRole: 'r', audience: 'vault' };
+    const deps = { policy: () => policy(), resolve, budgetMs: 1000, check };
+    const created = await admit({ ...request, object: { spec: { containers: [{ name: 'web', image: 'reg.example/prod/app:1' }] } } }, deps, true);
+    const patch = JSON.parse(Buffer.from(created.response.patch!, 'base64').toString()) as Array<{ op: string; path: string; value: unknown }>;
+    const spec = { containers: [{ name: 'web', image: `reg.example/prod/app@${digestOf('app')}` }], ...Object.fromEntries(patch.filter((op) => op.path.split('/').length === 3).map((op) => [op.path.split('/')[2]!, op.value])) };
+    const debugged = { ...spec, ephemeralContainers: [{ name: 'debugger', image: 'reg.example/prod/app:debug' }] };
+    const out = await admit({ ...request, operation: 'UPDATE', subResource: 'ephemeralcontainers', object: { spec: debugged }, oldObject: { spec } }, deps, false);
+    expect(out.response.allowed).toBe(false);
+    expect(out.response.status?.message).toContain("ephemeral container debugger adds protected image reg.example/prod/app:debug, which the pod's imagegate-check (fixed when the pod was created) does not cover");
+  });
+});
