@@ -32,6 +32,10 @@
 # IMAGEGATE_CLUSTER_CHECK_LAYOUT=DIR:TAG: the same with imagegate's image from an OCI layout (scripts/build-image.sh),
 #   pushed to the TLS registry as REGISTRY/imagegate/imagegate:TAG and injected by digest. Needs skopeo.
 # IMAGEGATE_CLUSTER_RUNTIME_MODEL=node|pod: the policy's runtimeModel (default node).
+# IMAGEGATE_CLUSTER_CONTAINERD=1|2: Debian's containerd 1.6 with deploy/runtime/containerd/config-v2.toml appended to
+#   cluster/containerd-config.toml (default 1), or containerd 2.4.2 (build-containerd2.sh, built if missing) reading
+#   cluster/containerd-config-v3.toml, which imports deploy/runtime/containerd/config-v3.toml as a conf.d drop-in.
+#   Either way with ctd-decoder and `imagegate keyprovider` as deploy/runtime registers them.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -2,7 +2,8 @@
  * The whole gate in the real one-node cluster (test/infra/cluster.sh), through kubectl: the webhook injects
  * imagegate's own runtime image (scripts/build-image.sh, built once for this file and pushed to the cluster's TLS
  * registry) as the check (node model) or the unpacker (pod model), the API server stores and runs what the webhook
- * decided, and the kubelet runs it with the pod's projected token against OpenBao.
+ * decided, and the kubelet runs it with the pod's projected token against OpenBao. The node runs Debian's containerd
+ * 1.6; the last suite runs the node model's two outcomes again on containerd 2.4.2 with config-v3.toml.
  *
  * Every encrypted image gets a layer no other image has: containerd never decrypts a layer again once its plaintext
  * is on the node, so a reused layer would prove nothing about decryption. Pods that reach OpenBao or a registry on
@@ -14,15 +15,18 @@ import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImagegateImage, clusterUnavailable, startCluster, type Cluster, type ContainerStatus, type PodStatus } from '../support/cluster.js';
+import { containerd2Unavailable } from '../support/containerd2.js';
 import { buildOciLayout, type LayerFile } from '../support/image-builder.js';
 import { imagegateOk } from '../support/imagegate.js';
 import { tamperLayerConsistently } from '../support/tamper.js';
 import { run, skopeo, tempDir, type TempDir } from '../support/tools.js';
 
 const skip = clusterUnavailable();
+/** The containerd 2 suite also needs test/infra/build-containerd2.sh's binaries. */
+const skipContainerd2 = skip ?? containerd2Unavailable();
 
 let work: TempDir | undefined;
-/** DIR:TAG of imagegate's runtime image, built once for both clusters. */
+/** DIR:TAG of imagegate's runtime image, built once for all clusters. */
 let checkLayout: string;
 let cluster: Cluster | undefined;
 /** A certs directory trusting the TLS registry's CA, for skopeo. */
@@ -39,9 +43,9 @@ afterAll(async () => {
   await work?.cleanup();
 }, 120_000);
 
-async function startGateCluster(runtimeModel: 'node' | 'pod'): Promise<void> {
-  cluster = await startCluster({ runtimeModel, checkLayout });
-  certDir = path.join(work!.path, `certs-${runtimeModel}`);
+async function startGateCluster(runtimeModel: 'node' | 'pod', containerd: 1 | 2 = 1): Promise<void> {
+  cluster = await startCluster({ runtimeModel, checkLayout, containerd });
+  certDir = path.join(work!.path, `certs-${runtimeModel}${containerd === 2 ? '-containerd2' : ''}`);
   await mkdir(certDir, { recursive: true });
   await copyFile(cluster.env.REGISTRY_CA, path.join(certDir, 'ca.crt'));
 }
@@ -135,7 +139,7 @@ async function failedPod(manifest: Record<string, unknown>): Promise<{ init: Con
 
 /** The images containerd holds on the node (CRI namespace), by reference. */
 async function nodeImages(): Promise<string> {
-  const res = await run('ctr', ['--address', cluster!.env.CONTAINERD_ADDRESS, '-n', 'k8s.io', 'images', 'ls', '-q']);
+  const res = await run(cluster!.ctr, ['--address', cluster!.env.CONTAINERD_ADDRESS, '-n', 'k8s.io', 'images', 'ls', '-q']);
   return res.stdout;
 }
 
@@ -309,7 +313,8 @@ describe.skipIf(skip)('the gate in a one-node cluster, node model: imagegate ini
     const added = await cluster!.kubectl(['-n', env.NAMESPACE, 'debug', 'debug-checked', `--image=${another}`, '-c', 'peek', '--', '/bin/showfiles', '/app/secret.txt']);
     expect(added.code, added.stdout).not.toBe(0);
     console.log(`kubectl debug of a checked pod with another encrypted image: ${added.stderr.trim()}`);
-    expect(added.stderr).toContain('imagegate-check init container was altered (args)');
+    expect(added.stderr).toContain(`ephemeral container peek adds protected image ${env.REPOSITORY}@sha256:`);
+    expect(added.stderr).toContain("which the pod's imagegate-check (fixed when the pod was created) does not cover");
     expect((await cluster!.getPod(env.NAMESPACE, 'debug-checked')).spec.ephemeralContainers ?? []).toEqual([]);
   });
 
@@ -400,5 +405,53 @@ describe.skipIf(skip)('the gate in a one-node cluster, pod model: imagegate init
     expect(described).toContain(VAULT_REFUSED);
     expect(app[0]?.state?.running).toBeUndefined();
     expect(app[0]?.state?.terminated).toBeUndefined();
+  });
+});
+
+describe.skipIf(skipContainerd2)('the gate in a one-node cluster, node model on containerd 2.4.2 with deploy/runtime/containerd/config-v3.toml', () => {
+  const secret = `containerd 2 decrypted this layer: ${randomUUID()}\n`;
+  let image: string;
+  let digest: string;
+
+  beforeAll(async () => {
+    await startGateCluster('node', 2);
+    image = await pushEncryptedApp('containerd2', secret);
+    digest = (await skopeo(['inspect', '--cert-dir', certDir, '--format', '{{.Digest}}', `docker://${image}`])).stdout.trim();
+  }, 300_000);
+
+  afterAll(stopGateCluster, 120_000);
+
+  it('the node runs containerd 2.4.2, which imports the shipped config-v3.toml (local pull, node key model) as its drop-in', async () => {
+    const env = cluster!.env;
+    const node = JSON.parse((await cluster!.kubectlOk(['get', 'node', env.NODE, '-o', 'json'])).stdout) as { status: { nodeInfo: { containerRuntimeVersion: string } } };
+    expect(node.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/v?2\.4\.2$/);
+    const dropIn = await readFile(path.join(cluster!.dir, 'containerd/conf.d/imagegate.toml'), 'utf8');
+    expect(dropIn).toContain('use_local_image_pull = true');
+    expect(dropIn).toContain("key_model = 'node'");
+    expect(dropIn).not.toContain("'/etc/containerd/");
+  });
+
+  it('a service account the policy admits but OpenBao does not: the check fails and the app never starts, nor is its image pulled', async () => {
+    const env = cluster!.env;
+    const { init, app, described } = await failedPod(pod('unvaulted', image, { serviceAccount: env.POLICY_ONLY_SERVICE_ACCOUNT }));
+    expect(init[0]?.name).toBe('imagegate-check');
+    expect(init[0]?.state?.terminated?.exitCode).not.toBe(0);
+    expect(init[0]?.state?.terminated?.message ?? '').toContain(VAULT_REFUSED);
+    expect(described).toContain(VAULT_REFUSED);
+    expect(app[0]?.state?.running).toBeUndefined();
+    expect(app[0]?.state?.terminated).toBeUndefined();
+    expect(await nodeImages()).not.toContain(`imagegate-demo/app@`);
+  });
+
+  it('an allowed service account: the check passes with its projected token, containerd 2 decrypts through imagegate keyprovider', async () => {
+    const env = cluster!.env;
+    // The layer is new to this node (a fresh containerd root, a unique secret): the app's output was decrypted here.
+    expect(await runPod(pod('allowed', image))).toBe(secret);
+    const stored = await cluster!.getPod(env.NAMESPACE, 'allowed');
+    expect(stored.spec.containers[0].image).toBe(`${env.REPOSITORY}@${digest}`);
+    expect(stored.spec.initContainers.map((c: { name: string; image: string }) => [c.name, c.image])).toEqual([['imagegate-check', env.CHECK_IMAGE]]);
+    const checkLog = (await cluster!.kubectlOk(['-n', env.NAMESPACE, 'logs', 'allowed', '-c', 'imagegate-check'])).stdout;
+    expect(checkLog).toMatch(/2 of 2 layer key\(s\) unwrapped/);
+    expect(await nodeImages()).toContain(`${env.REPOSITORY}@${digest}`);
   });
 });

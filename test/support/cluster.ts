@@ -23,6 +23,7 @@ import { run, runOk, tempDir, type RunOptions, type RunResult } from './tools.js
 const INFRA = fileURLToPath(new URL('../infra/', import.meta.url));
 const CLUSTER_SH = path.join(INFRA, 'cluster.sh');
 const BUILD_SH = path.join(INFRA, 'build-kubernetes.sh');
+const BUILD_CONTAINERD2_SH = path.join(INFRA, 'build-containerd2.sh');
 const BUILD_IMAGE_SH = fileURLToPath(new URL('../../scripts/build-image.sh', import.meta.url));
 const POD_TIMEOUT_MS = 120_000;
 
@@ -92,6 +93,10 @@ export interface ClusterEnv {
 export interface Cluster {
   dir: string;
   env: ClusterEnv;
+  /** the node's containerd: 1 (Debian's 1.6) or 2 (2.4.2, test/infra/build-containerd2.sh) */
+  containerd: 1 | 2;
+  /** the `ctr` matching that containerd (Debian's on PATH, or containerd 2's), for CONTAINERD_ADDRESS */
+  ctr: string;
   /** test/infra/kubernetes/showfiles, built: a static program that prints the files it is given (for test images) */
   showfiles: string;
   kubectl(args: readonly string[], opts?: RunOptions): Promise<RunResult>;
@@ -195,6 +200,11 @@ export interface ClusterOptions {
    * nothing is injected.
    */
   checkLayout?: string;
+  /**
+   * The node's containerd (default 1): Debian's 1.6 with deploy/runtime/containerd/config-v2.toml, or 2.4.2 with
+   * config-v3.toml as a conf.d drop-in. For 2, check `containerd2Unavailable()` (support/containerd2.ts) first.
+   */
+  containerd?: 1 | 2;
 }
 
 /**
@@ -209,6 +219,7 @@ export async function buildImagegateImage(dir: string, tag = 'cluster'): Promise
 
 /** `cluster.sh up` into a fresh temp dir. Call `clusterUnavailable()` first. */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const containerd = options.containerd ?? 1;
   const work = await tempDir('cluster-');
   const dir = work.path;
   running.add(dir);
@@ -223,6 +234,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       IMAGEGATE_CLUSTER_KEYS_DIR: options.keysDir ?? 'on',
       IMAGEGATE_CLUSTER_RUNTIME_MODEL: options.runtimeModel ?? 'node',
       IMAGEGATE_CLUSTER_CHECK_LAYOUT: options.checkLayout ?? '',
+      IMAGEGATE_CLUSTER_CONTAINERD: String(containerd),
     },
   });
   if (up.code !== 0) {
@@ -259,6 +271,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   return {
     dir,
     env,
+    containerd,
+    ctr: containerd === 1 ? 'ctr' : path.join(execFileSync(BUILD_CONTAINERD2_SH, ['--path'], { encoding: 'utf8' }).trim(), 'ctr'),
     showfiles: path.join(binDir(), 'showfiles'),
     kubectl,
     kubectlOk,

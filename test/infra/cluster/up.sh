@@ -11,8 +11,17 @@ for pid in $(pgrep -x kubelet || true); do
   die "a kubelet already runs on this machine (pid $pid); it uses fixed host paths, so a second one cannot start.
   Stop it first (a cluster from this script: $0 down THAT_DIR)."
 done
+# IMAGEGATE_CLUSTER_CONTAINERD=2: containerd 2.4.2 (build-containerd2.sh) with deploy/runtime/containerd/config-v3.toml
+# instead of Debian's 1.6 with config-v2.toml.
+CONTAINERD_MAJOR="${IMAGEGATE_CLUSTER_CONTAINERD:-1}"
+debian_containerd=(containerd ctr)
+case "$CONTAINERD_MAJOR" in
+1) ;;
+2) debian_containerd=() ;;
+*) die "IMAGEGATE_CLUSTER_CONTAINERD is '$IMAGEGATE_CLUSTER_CONTAINERD'; expected 1 (Debian's 1.6) or 2 (2.4.2, built)" ;;
+esac
 missing=()
-for tool in containerd ctr runc docker-registry openssl curl jq setsid pgrep ip; do
+for tool in "${debian_containerd[@]}" runc docker-registry openssl curl jq setsid pgrep ip; do
   command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
 done
 for plugin in bridge host-local loopback; do [[ -x "/usr/lib/cni/$plugin" ]] || missing+=("/usr/lib/cni/$plugin"); done
@@ -44,6 +53,17 @@ imagegate_js="$repo/dist/cli/imagegate.js"
 bin="$("$here/build-kubernetes.sh")"
 bao="$("$here/build-openbao.sh")"
 helm="$("$here/build-deploy-tools.sh")"
+# containerd, ctr and containerd-shim-runc-v2: Debian's from PATH, or containerd 2's bin directory (first on its PATH,
+# so that it starts its own shim, not Debian's).
+containerd_bin=containerd
+ctr_bin=ctr
+containerd_path=""
+if [[ "$CONTAINERD_MAJOR" == 2 ]]; then
+  containerd2="$("$here/build-containerd2.sh")"
+  containerd_bin="$containerd2/containerd"
+  ctr_bin="$containerd2/ctr"
+  containerd_path="$containerd2:"
+fi
 
 mkdir -p "$dir"/{run,logs,imagegate,kubelet,containerd}
 # From here on, a failure stops what was started and keeps the logs (-E: also inside functions).
@@ -171,22 +191,30 @@ sed -e "s|/usr/local/bin/imagegate|$dir/imagegate/imagegate|g" -e "s|/etc/imageg
 # --- containerd -----------------------------------------------------------------------------------------------------
 mkdir -p "$dir/containerd/cni" "$dir/containerd/certs.d/127.0.0.1:$REGISTRY_PORT" \
   "$dir/containerd/certs.d/127.0.0.1:$PLAIN_REGISTRY_PORT"
-render "$templates/containerd-config.toml" "$dir/containerd/config.toml"
-{
-  echo
-  echo "# ---- deploy/runtime/containerd/config-v2.toml, paths moved under $dir/containerd/etc ----"
-  grep -v -E '^version *=' "$repo/deploy/runtime/containerd/config-v2.toml" |
-    sed -e "s|/etc/containerd/|$dir/containerd/etc/|g" | "${keys_dir_filter[@]}"
-} >>"$dir/containerd/config.toml"
+if [[ "$CONTAINERD_MAJOR" == 1 ]]; then
+  render "$templates/containerd-config.toml" "$dir/containerd/config.toml"
+  {
+    echo
+    echo "# ---- deploy/runtime/containerd/config-v2.toml, paths moved under $dir/containerd/etc ----"
+    grep -v -E '^version *=' "$repo/deploy/runtime/containerd/config-v2.toml" |
+      sed -e "s|/etc/containerd/|$dir/containerd/etc/|g" | "${keys_dir_filter[@]}"
+  } >>"$dir/containerd/config.toml"
+else
+  # containerd 2 reads the shipped file as a node does, from conf.d through `imports` (containerd-config-v3.toml).
+  mkdir -p "$dir/containerd/conf.d"
+  render "$templates/containerd-config-v3.toml" "$dir/containerd/config.toml"
+  sed -e "s|/etc/containerd/|$dir/containerd/etc/|g" "$repo/deploy/runtime/containerd/config-v3.toml" |
+    "${keys_dir_filter[@]}" >"$dir/containerd/conf.d/imagegate.toml"
+fi
 render "$templates/cni.conflist" "$dir/containerd/cni/10-$CNI_NETWORK.conflist"
 printf 'server = "https://127.0.0.1:%s"\n[host."https://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n  ca = "%s"\n' \
   "$REGISTRY_PORT" "$REGISTRY_PORT" "$pki/registry-ca.crt" >"$dir/containerd/certs.d/127.0.0.1:$REGISTRY_PORT/hosts.toml"
 printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
   "$PLAIN_REGISTRY_PORT" "$PLAIN_REGISTRY_PORT" >"$dir/containerd/certs.d/127.0.0.1:$PLAIN_REGISTRY_PORT/hosts.toml"
 # ctd-decoder through PATH, as the shipped config names it.
-start_daemon containerd "$dir/containerd" env -i "HOME=$dir" "PATH=$bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-  containerd --config "$dir/containerd/config.toml"
-ctr_() { ctr --address "$CONTAINERD_SOCKET" -n k8s.io "$@"; }
+start_daemon containerd "$dir/containerd" env -i "HOME=$dir" "PATH=$containerd_path$bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
+  "$containerd_bin" --config "$dir/containerd/config.toml"
+ctr_() { "$ctr_bin" --address "$CONTAINERD_SOCKET" -n k8s.io "$@"; }
 wait_for containerd "an answer on $CONTAINERD_SOCKET" 30 ctr_ version
 ctr_ images import --base-name "${PAUSE_IMAGE%:*}" "$bin/pause.tar" >"$dir/logs/pause-import.log" 2>&1 || {
   say "importing $bin/pause.tar into containerd failed:"
