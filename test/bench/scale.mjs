@@ -9,12 +9,12 @@
 // calls through counting proxies, and peak RSS with GNU time.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { cli, repo, requirePrerequisites, startBenchRegistry, writeKeyPair } from './bench-lib.mjs';
+import { startCountingProxy } from '../support/counting-proxy.ts';
 import { buildOciLayout, randomLayerFiles } from '../support/image-builder.ts';
 
 const args = process.argv.slice(2);
@@ -27,30 +27,6 @@ const REPOSITORIES = option('repositories', 100);
 const RTT_MS = option('rtt-ms', 20);
 const bao = spawnSync(path.join(repo, 'test/infra/build-openbao.sh'), ['--path'], { encoding: 'utf8' }).stdout.trim();
 requirePrerequisites([[`OpenBao at ${bao} (test/infra/build-openbao.sh)`, spawnSync(bao, ['version']).status === 0]]);
-
-/** Counts HTTP requests (and connections) to `upstream`, passing them through unchanged. */
-async function countingProxy(upstream) {
-  const stats = { requests: 0, connections: 0, byKind: new Map() };
-  const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    stats.requests++;
-    const kind = `${req.method} ${req.url.replace(/\/v2\/.+?\/(manifests|blobs|tags)\/.*/, '/v2/REPO/$1/…').replace(/\/v1\/transit\/(\w+)\/.*/, '/v1/transit/$1/…')}`;
-    stats.byKind.set(kind, (stats.byKind.get(kind) ?? 0) + 1);
-    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-    const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'keep-alive', 'transfer-encoding'].includes(k)));
-    request(`${upstream}${req.url}`, { method: req.method, headers, body: hasBody ? req : null })
-      .then(async (up) => {
-        const out = Object.fromEntries(Object.entries(up.headers).filter(([k]) => k !== 'transfer-encoding' && k !== 'connection'));
-        if (typeof out.location === 'string') out.location = out.location.replace(upstream, `http://${host}`);
-        res.writeHead(up.statusCode, out);
-        res.end(Buffer.from(await up.body.arrayBuffer()));
-      })
-      .catch(() => res.destroy());
-  });
-  server.on('connection', () => stats.connections++);
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const host = `127.0.0.1:${server.address().port}`;
-  return { host, stats, reset: () => ((stats.requests = 0), (stats.connections = 0), stats.byKind.clear()), close: () => (server.closeAllConnections(), new Promise((r) => server.close(r))) };
-}
 
 /** A TCP proxy that delays every segment, each way, by `oneWayMs`: a far registry's round trips, on loopback. */
 async function delayProxy(upstreamPort, oneWayMs) {
@@ -153,9 +129,9 @@ const registry = await startBenchRegistry(work);
 const vault = await startBao(work);
 const keys = await writeKeyPair(work);
 try {
-  const registryCount = await countingProxy(`http://${registry.host}`);
+  const registryCount = await startCountingProxy(`http://${registry.host}`);
   const far = await delayProxy(Number(registryCount.host.split(':')[1]), RTT_MS / 2);
-  const vaultCount = await countingProxy(vault.address);
+  const vaultCount = await startCountingProxy(vault.address);
   const vaultEnv = { VAULT_ADDR: `http://${vaultCount.host}`, VAULT_TOKEN: vault.token };
 
   // The registry: per repository one real image of each kind, then copies up to the share of each kind.
@@ -188,9 +164,10 @@ try {
     registryCount.reset();
     vaultCount.reset();
     const r = await timedImagegate(argv(host));
-    const transit = [...vaultCount.stats.byKind].filter(([k]) => k.includes('/v1/transit/')).reduce((n, [, c]) => n + c, 0);
-    rows.push({ what, where, seconds: r.seconds, rssMiB: r.rssMiB, requests: registryCount.stats.requests, connections: registryCount.stats.connections, transit });
-    console.error(`bench: ${what} ${where}: ${r.seconds.toFixed(1)} s, ${registryCount.stats.requests} registry requests, ${transit} Transit calls, peak RSS ${r.rssMiB.toFixed(0)} MiB`);
+    const transit = vaultCount.requests.filter((req) => req.includes(' /v1/transit/')).length;
+    const requests = registryCount.requests.length;
+    rows.push({ what, where, seconds: r.seconds, rssMiB: r.rssMiB, requests, connections: registryCount.connections, transit });
+    console.error(`bench: ${what} ${where}: ${r.seconds.toFixed(1)} s, ${requests} registry requests, ${transit} Transit calls, peak RSS ${r.rssMiB.toFixed(0)} MiB`);
   };
   process.env.VAULT_ADDR = vaultEnv.VAULT_ADDR;
   process.env.VAULT_TOKEN = vaultEnv.VAULT_TOKEN;

@@ -1,7 +1,7 @@
 /**
- * A plain-HTTP proxy on 127.0.0.1 in front of a test registry that records every request (method and path) and
- * every TCP connection made to it: how tests count what a command asked of a registry (docker-registry's own access
- * log is off in tests). The caller closes it.
+ * A plain-HTTP proxy on 127.0.0.1 in front of a test registry (or OpenBao) that records every request (method and
+ * path) and every TCP connection made to it: how tests and benchmarks count what a command asked of a registry
+ * (docker-registry's own access log is off in tests). The caller closes it.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,15 +17,14 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
+const HOP_BY_HOP = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
+
 export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
   const state = { requests: [] as string[], connections: 0 };
   const server = http.createServer((req, res) => {
     state.requests.push(`${req.method} ${req.url}`);
-    const headers: Record<string, string> = {};
-    for (const name of ['accept', 'content-type', 'content-length', 'authorization']) {
-      const value = req.headers[name];
-      if (typeof value === 'string') headers[name] = value;
-    }
+    // Every header but the hop-by-hop ones (a Vault token, a registry's Authorization) goes on unchanged.
+    const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !HOP_BY_HOP.has(k))) as Record<string, string>;
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
     request(`${upstream}${req.url}`, { method: req.method as 'GET', headers, body: hasBody ? req : null })
       .then(async (up) => {
