@@ -107,6 +107,12 @@ export function canonicalDomain(domain: string): string {
   return DOCKER_HUB_ALIASES.has(host) ? DEFAULT_DOMAIN : host;
 }
 
+/** `host[:port]` names this machine (localhost, 127.0.0.0/8, ::1): where plain HTTP may be allowed. */
+export function isLoopbackHost(host: string): boolean {
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return name === 'localhost' || name === '::1' || /^127(?:\.\d{1,3}){3}$/.test(name);
+}
+
 /** `HOST/PATH` in canonical form ({@link canonicalDomain}, Docker Hub's implicit `library/`): what decisions compare. */
 export function canonicalRepository(r: Pick<ImageReference, 'domain' | 'path'>): string {
   const domain = canonicalDomain(r.domain);

@@ -3,8 +3,7 @@ import { parse } from 'yaml';
 import { ImagegateError, systemErrorCode } from '../errors.js';
 import { absent, knownFields, present, yamlSyntaxError } from '../image/strict-document.js';
 import { JsonReader, quote } from '../image/validate.js';
-import { canonicalDomain, canonicalRepository } from '../image/reference.js';
-import { isLoopbackHost } from '../transport/registry/location.js';
+import { canonicalDomain, canonicalRepository, isLoopbackHost } from '../image/reference.js';
 import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeModel } from './types.js';
 
 /**

@@ -1,5 +1,5 @@
 import { ImagegateError } from '../../errors.js';
-import { canonicalDomain, DEFAULT_DOMAIN, formatImageReference, parseImageReference, type ImageReference } from '../../image/reference.js';
+import { canonicalDomain, DEFAULT_DOMAIN, formatImageReference, isLoopbackHost, parseImageReference, type ImageReference } from '../../image/reference.js';
 import type { RetryPolicy } from '../../util/retry.js';
 import { findCredentials, type RegistryCredentials } from './credentials.js';
 import { RegistryHttp } from './http.js';
@@ -25,12 +25,6 @@ const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
 /** Parses what follows `docker://`: a docker reference such as `registry.example:5000/team/app:1.0`. */
 export function parseRegistryReference(text: string): ImageReference {
   return parseImageReference(text);
-}
-
-/** `host:port` without brackets' port, lower-cased: what loopback and --insecure decisions look at. */
-export function isLoopbackHost(host: string): boolean {
-  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
-  return name === 'localhost' || name === '::1' || /^127(?:\.\d{1,3}){3}$/.test(name);
 }
 
 /** Opens HTTP to the registry that `ref` names, with the credentials that apply to it. */
