@@ -8,6 +8,7 @@ import { addTransferOptions, transferSettings, type TransferFlags } from '../tra
 
 interface AuditFlags extends TransferFlags {
   protect: string[];
+  repositories: string[];
   minVersion: string[];
   vault?: boolean;
   json?: boolean;
@@ -23,6 +24,7 @@ export function registerAudit(program: Command): void {
         'versions below --min-version, and (with --vault) versions Vault no longer decrypts. Reads no layers.',
     )
     .argument('<target>', 'HOST[:PORT] for the whole registry, or [docker://]HOST/REPO[:TAG]')
+    .option('--repositories <glob>', 'with a whole registry: only repositories whose path matches (team-0*/**); one shard of a large registry; repeatable', collect, [])
     .option('--protect <glob>', 'repositories (HOST/PATH; * within a segment, ** across) whose images must be encrypted; repeatable', collect, [])
     .option('--min-version <[mount/keys/name=]n>', 'lowest acceptable Transit key version, for one key or all; repeatable', collect, [])
     .option('--vault', 'read key versions from Vault (VAULT_ADDR…) to flag layer keys below min_decryption_version')
@@ -34,6 +36,7 @@ export function registerAudit(program: Command): void {
     const transit = flags.vault === true ? new Transit(new VaultSession(await vaultSettingsFromEnv())) : undefined;
     const report = await auditRegistry(scope, transfer.source.registry ?? {}, {
       protected: flags.protect,
+      repositories: flags.repositories,
       minVersions,
       ...(transit !== undefined ? { keyInfo: (k) => transit.readKey(k) } : {}),
     });

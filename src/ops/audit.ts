@@ -3,7 +3,7 @@ import { formatPlatform } from '../image/descriptor.js';
 import { parseImageReference, type ImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
 import type { BlobReader } from '../image/image.js';
-import { listRepositories, RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
+import { catalogRepositories, RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
 import type { RegistryHttp } from '../transport/registry/http.js';
 import { limiter } from '../util/limit.js';
 import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
@@ -20,6 +20,11 @@ export interface AuditOptions {
   protected: string[];
   /** Lowest acceptable key version per Transit key (`mount/keys/name`), or for every key under `*`. */
   minVersions: Map<string, number>;
+  /**
+   * Only the registry's repositories whose path matches one of these globs (`team-0*\/**`): one shard of a registry
+   * too large for one run. Empty: all.
+   */
+  repositories?: string[];
   /** Reads a Transit key's versions from Vault, to flag keys wrapped with versions Vault no longer decrypts. */
   keyInfo?: (key: TransitKeyRef) => Promise<TransitKeyInfo>;
 }
@@ -60,7 +65,7 @@ export async function auditRegistry(target: ImageReference | { domain: string; p
   const protectedGlobs = options.protected.map(canonicalRepositoryGlob);
   const run: AuditRun = { http, options, protectedGlobs, keyInfos: new Map(), configs: new Map(), limit: limiter(REQUESTS_AT_ONCE) };
   try {
-    const repositories = target.path !== undefined && target.path !== '' ? [target.path] : (await listRepositories(http)).sort();
+    const repositories = target.path !== undefined && target.path !== '' ? [target.path] : await catalogRepositories(http, options.repositories ?? []);
     const perRepository = await Promise.all(repositories.map((repository) => auditRepository(target, repository, run)));
     return { registry: target.domain, images: perRepository.flat() };
   } finally {

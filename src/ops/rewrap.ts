@@ -5,7 +5,7 @@ import { isEncryptedMediaType } from '../image/media-types.js';
 import { splitAnnotationItems } from '../crypto/key-wrapper.js';
 import { decodeVaultItem, encodeVaultItem, VAULT_ANNOTATION, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
 import type { ImageReference } from '../image/reference.js';
-import { RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
+import { catalogRepositories, RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
 import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
 import { RegistryDestination } from '../transport/registry/registry-destination.js';
 import { RegistrySource } from '../transport/registry/registry-source.js';
@@ -126,4 +126,23 @@ export async function rewrapRepository(
   } finally {
     await http.close();
   }
+}
+
+/**
+ * `HOST[:PORT]` registries (or `docker://HOST`), each expanded to its catalog's repositories whose path matches one
+ * of `globs`: the repositories of one shard, for `rewrap --repositories`.
+ */
+export async function catalogTargets(hosts: string[], registry: RegistryOptions, globs: string[]): Promise<ImageReference[]> {
+  const out: ImageReference[] = [];
+  for (const text of hosts) {
+    const domain = text.replace(/^docker:\/\//, '');
+    if (domain.includes('/')) throw new ImagegateError('USAGE', `with --repositories, name registries (HOST[:PORT]), not ${text}`);
+    const http = await connectRegistry({ domain, path: '' }, registry);
+    try {
+      out.push(...(await catalogRepositories(http, globs)).map((path) => ({ domain, path })));
+    } finally {
+      await http.close();
+    }
+  }
+  return out;
 }

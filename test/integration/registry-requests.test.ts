@@ -41,6 +41,8 @@ beforeAll(async () => {
   await imagegateOk(['encrypt', `oci:${src.dir}:v1`, at('jwe'), '-r', `jwe:${key.publicKeyPath}`, '--insecure', '-q']);
   await skopeo(['copy', '--dest-tls-verify=false', `oci:${src.dir}:v1`, at('plain')]);
   await skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', at('vault'), at('vault-too')]);
+  // Another team's repository, for the shards.
+  await imagegateOk(['encrypt', `oci:${src.dir}:v1`, `docker://${proxy.host}/other/app:1`, '-r', 'vault:layers', '--insecure', '-q'], { env });
 }, 120_000);
 
 afterAll(async () => {
@@ -85,5 +87,21 @@ describe.skipIf(!ready)('requests audit and rewrap make', () => {
       '/v2/team/app/manifests/vault-too',
     ]);
     expect(count('GET /v2/')).toBe(1);
+  });
+});
+
+describe.skipIf(!ready)('a registry split into shards (--repositories)', () => {
+  it('audit and rewrap take only the repositories of their shard, from the catalog', async () => {
+    const audit = await imagegateOk(['audit', proxy.host, '--repositories', 'team/**', '--insecure', '--json']);
+    const report = JSON.parse(audit.stdout) as { images: Array<{ repository: string }> };
+    expect([...new Set(report.images.map((i) => i.repository))]).toEqual([`${proxy.host}/team/app`]);
+
+    await bao.api('POST', 'transit/keys/layers/rotate', {});
+    proxy.reset();
+    const out = await imagegateOk(['rewrap', proxy.host, '--repositories', 'other/*', '--insecure'], { env });
+    expect(out.stdout).toContain(`docker://${proxy.host}/other/app:1 sha256:`);
+    expect(out.stdout).not.toContain('/team/app');
+    expect(count('GET /v2/_catalog?n=1000')).toBe(1);
+    expect(count('PUT /v2/team/app/manifests/*')).toBe(0);
   });
 });

@@ -4,6 +4,7 @@ import { isDigest, sha256Digest, type Digest } from '../../image/digest.js';
 import type { Descriptor } from '../../image/descriptor.js';
 import { MAX_MANIFEST_BYTES } from '../../image/manifest.js';
 import { MediaType } from '../../image/media-types.js';
+import { matchesAnyGlob } from '../../util/glob.js';
 import { readAll } from '../../util/streams.js';
 import { headerValue, readCapped, type RegistryHttp, type RegistryResponse } from './http.js';
 
@@ -281,4 +282,13 @@ export async function listRepositories(http: RegistryHttp, signal?: AbortSignal)
     url = next !== null ? new URL(next[1]!, res.url) : undefined;
   }
   return out;
+}
+
+/**
+ * The registry's repositories (its catalog), sorted, keeping those whose path matches one of `globs` (`*` within a
+ * segment, `**` across), or all of them without globs: how a registry too large for one run is split into shards.
+ */
+export async function catalogRepositories(http: RegistryHttp, globs: readonly string[]): Promise<string[]> {
+  const all = (await listRepositories(http)).sort();
+  return globs.length === 0 ? all : all.filter((r) => matchesAnyGlob(r, globs));
 }
