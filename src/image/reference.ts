@@ -121,6 +121,22 @@ export function canonicalRepository(r: Pick<ImageReference, 'domain' | 'path'>):
 }
 
 /**
+ * A repository glob (`*` within a segment, `**` across) in the spelling canonical names have, so that no spelling of
+ * a repository escapes it: `Registry.Example:443/prod/**` matches what `registry.example/prod/app` names. The host is
+ * canonicalised like a name (only lower-cased when it holds a wildcard); a one-segment Docker Hub glob means
+ * `library/` names (`docker.io/nginx`, `docker.io/*`), but `docker.io/**` keeps meaning every Hub repository.
+ */
+export function canonicalRepositoryGlob(glob: string): string {
+  const slash = glob.indexOf('/');
+  const host = glob.slice(0, slash);
+  const path = glob.slice(slash + 1);
+  if (host.includes('*')) return `${host.toLowerCase()}/${path}`;
+  const domain = canonicalDomain(host);
+  const oneSegment = !path.includes('/') && !path.includes('**');
+  return `${domain}/${domain === DEFAULT_DOMAIN && oneSegment ? `library/${path}` : path}`;
+}
+
+/**
  * A repository name as a user or an annotation writes it (`LOCALHOST:443/prod/app`, `docker.io/nginx`,
  * `registry-1.docker.io/library/nginx`), in canonical form. Unlike an image reference, the first component is always
  * the host: a binding or a `--bind` value names a registry. Throws on a name that is not `HOST/PATH`.

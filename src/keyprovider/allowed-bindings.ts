@@ -1,5 +1,5 @@
 import { ImagegateError } from '../errors.js';
-import { canonicalDomain, canonicalRepositoryName } from '../image/reference.js';
+import { canonicalRepositoryGlob, canonicalRepositoryName } from '../image/reference.js';
 import { matchesAnyGlob } from '../util/glob.js';
 
 /**
@@ -17,16 +17,12 @@ export function canonicalBindingGlob(glob: string, where: string): string {
   const slash = glob.indexOf('/');
   if (slash <= 0 || slash === glob.length - 1) throw bad('is not HOST/PATH: write a repository glob such as registry.example/team/**');
   const host = glob.slice(0, slash);
-  const path = glob.slice(slash + 1);
   // Docker's own rule for what is a registry host; without one, "team/**" would silently mean Docker Hub.
   if (!(host.includes('.') || host.includes(':') || host.toLowerCase() === 'localhost')) {
     throw bad(`does not start with a registry host; write it out, e.g. docker.io/${glob} or registry.example/${glob}`);
   }
   if (host.includes('*')) throw bad('has a wildcard in the registry host; write the host out (one glob per registry)');
-  const canonicalHost = canonicalDomain(host);
-  // Docker Hub's one-part names are library/NAME; a glob that stays in one segment means those.
-  const oneSegment = !path.includes('/') && !path.includes('**');
-  return `${canonicalHost}/${canonicalHost === 'docker.io' && oneSegment ? `library/${path}` : path}`;
+  return canonicalRepositoryGlob(glob);
 }
 
 /** Refuses to unwrap a key bound outside `allowed` (canonical globs); `binding` is the item's, as wrapped. */

@@ -10,9 +10,8 @@ import { connectRegistry, type RegistryOptions } from '../transport/registry/loc
 import { RegistrySource } from '../transport/registry/registry-source.js';
 import { matchesAnyGlob } from '../util/glob.js';
 import type { TransitKeyInfo, TransitKeyRef } from '../vault/transit.js';
-import { canonicalBindingName, canonicalRepository } from '../image/reference.js';
+import { canonicalBindingName, canonicalRepository, canonicalRepositoryGlob } from '../image/reference.js';
 import type { WrappedKeyReference } from '../crypto/wrappers/vault.js';
-import { canonicalRepositoryGlob } from '../policy/load-policy.js';
 import { manifestEncryption } from './recipients.js';
 
 export interface AuditOptions {

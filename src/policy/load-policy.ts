@@ -3,7 +3,7 @@ import { parse } from 'yaml';
 import { ImagegateError, systemErrorCode } from '../errors.js';
 import { absent, knownFields, present, yamlSyntaxError } from '../image/strict-document.js';
 import { JsonReader, quote } from '../image/validate.js';
-import { canonicalDomain, canonicalRepository, isLoopbackHost } from '../image/reference.js';
+import { canonicalDomain, canonicalRepositoryGlob, isLoopbackHost } from '../image/reference.js';
 import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeModel } from './types.js';
 
 /**
@@ -180,20 +180,6 @@ function repositoryRule(r: JsonReader): RepositoryRule {
   const vaultOnly = boolean(vaultOnlyReader, keys.length > 0);
   if (vaultOnly && keys.length === 0) vaultOnlyReader.fail('needs keys: list the Vault Transit keys this repository accepts');
   return { match: canonicalRepositoryGlob(match), requireEncrypted, keys, vaultOnly };
-}
-
-/**
- * A repository glob in the spelling image names are compared in (src/image/reference.ts canonicalRepository): its
- * host lower-cased, default ports dropped, Docker Hub's aliases folded and `library/` added to one-part Hub names,
- * so `Registry.Example:443/prod/**` protects what `registry.example/prod/app` names. A host with wildcards is only
- * lower-cased.
- */
-export function canonicalRepositoryGlob(glob: string): string {
-  const slash = glob.indexOf('/');
-  const host = glob.slice(0, slash);
-  const path = glob.slice(slash + 1);
-  if (host.includes('*')) return `${host.toLowerCase()}/${path}`;
-  return canonicalRepository({ domain: host, path });
 }
 
 function allowedKey(k: JsonReader): AllowedKey {

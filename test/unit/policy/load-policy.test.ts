@@ -249,6 +249,9 @@ describe('parsePolicy: validation errors name the field', () => {
       'p',
     );
     expect(p.repositories.map((r) => r.match)).toEqual(['registry.example/prod/**', 'docker.io/library/nginx', 'docker.io/team/*', '[::1]:5000/x', '*.example/x']);
+    // `**` keeps meaning every Docker Hub repository, not only library/ ones.
+    const hub = parsePolicy(policy('repositories:\n  - match: index.docker.io/**\n  - match: docker.io/*\n'), 'p');
+    expect(hub.repositories.map((r) => r.match)).toEqual(['docker.io/**', 'docker.io/library/*']);
   });
 
   it('insecureRegistries may name only registries on the node itself, in canonical form', () => {
