@@ -113,7 +113,7 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     if (needsCheck) {
       const images = checkedImages(protectedImages);
       // kubectl debug adds an ephemeral container to a pod whose check ran at its creation, for its images only.
-      const uncovered = uncheckedEphemeralImages(template.spec, protectedImages, images);
+      const uncovered = uncheckedEphemeralImages(template.spec, protectedImages);
       if (uncovered !== undefined) {
         return { response: deny(req.uid, `imagegate: ${uncovered}; run it in a new pod, whose check covers it (node runtime model)`), result: 'denied', rules: ['check-container'] };
       }
@@ -163,15 +163,15 @@ function checkedImages(protectedImages: ContainerFacts[]): string[] {
 
 /**
  * Why an ephemeral container is not covered by the pod's check: its protected image is not among the images the
- * check (fixed when the pod was created) proved, or undefined.
+ * check (fixed when the pod was created) proved, or undefined. A pod without a check is left to checkIsIntact.
  */
-function uncheckedEphemeralImages(spec: JsonObject, protectedImages: ContainerFacts[], images: string[]): string | undefined {
+function uncheckedEphemeralImages(spec: JsonObject, protectedImages: ContainerFacts[]): string | undefined {
   const init = Array.isArray(spec.initContainers) ? (spec.initContainers as JsonObject[]) : [];
   const existing = init.find((c) => c.name === CHECK_CONTAINER_NAME);
-  const proved = new Set((Array.isArray(existing?.args) ? (existing.args as unknown[]) : []).filter((a): a is string => typeof a === 'string'));
   if (existing === undefined) return undefined;
+  const proved = new Set(Array.isArray(existing.args) ? (existing.args as unknown[]) : []);
   const missing = protectedImages.filter((f) => f.list === 'ephemeralContainers' && !proved.has(`docker://${pinnedName(f.image, f.digest)}`));
-  if (missing.length === 0 || images.length === 0) return undefined;
+  if (missing.length === 0) return undefined;
   return missing.map((f) => `ephemeral container ${f.name} adds protected image ${f.image}, which the pod's ${CHECK_CONTAINER_NAME} (fixed when the pod was created) does not cover`).join('; ');
 }
 
@@ -240,8 +240,6 @@ function denialMessage(d: Decision): string {
   return `imagegate denied this pod:\n${lines.join('\n')}`;
 }
 
-type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
-
 function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckContainerSettings | undefined, protectedImages: ContainerFacts[], swapped: Set<string>): JsonPatchOp[] {
   const ops: JsonPatchOp[] = [];
   const base = template.specPath;
@@ -272,8 +270,8 @@ export function pinnedName(image: string, digest: string): string {
  * image config's entrypoint, command, environment, working directory and user are copied where the pod does not
  * set them, since the base's own would apply otherwise.
  */
-function podModelPatch(template: PodTemplate, containers: ContainerFacts[], resolved: Map<string, ResolvedImage>, check: CheckContainerSettings): PatchOp[] {
-  const ops: PatchOp[] = [];
+function podModelPatch(template: PodTemplate, containers: ContainerFacts[], resolved: Map<string, ResolvedImage>, check: CheckContainerSettings): JsonPatchOp[] {
+  const ops: JsonPatchOp[] = [];
   const base = template.specPath;
   const hasVolumes = Array.isArray(template.spec.volumes);
   const hasInit = Array.isArray(template.spec.initContainers);

@@ -1,4 +1,5 @@
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { readAll } from '../util/streams.js';
 
 /** What node-vault 0.12 hands its request function (the old `request` library's option names). */
 export interface NodeVaultRequestOptions {
@@ -69,7 +70,7 @@ async function send(dispatcher: Dispatcher, req: NodeVaultRequestOptions): Promi
     headers: { ...req.headers, accept: 'application/json', ...(hasBody ? { 'content-type': 'application/json' } : {}) },
     body: hasBody ? JSON.stringify(req.json) : null,
   });
-  const text = await readText(res.body);
+  const text = (await readAll(res.body, MAX_BODY_BYTES, "Vault's answer")).toString('utf8');
   let body: unknown = text;
   if (text.trim() !== '') {
     try {
@@ -81,18 +82,4 @@ async function send(dispatcher: Dispatcher, req: NodeVaultRequestOptions): Promi
     body = undefined;
   }
   return { statusCode: res.statusCode, body, request: { path: url.pathname } };
-}
-
-async function readText(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) {
-      body.destroy();
-      throw new Error(`Vault's answer is larger than ${MAX_BODY_BYTES} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
