@@ -22,6 +22,8 @@ set -euo pipefail
 
 version=v2.4.2
 say() { echo "build-containerd2: $*" >&2; }
+# shellcheck source=build-lib.sh
+. "$(dirname "$0")/build-lib.sh"
 
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/imagegate/containerd-$version"
 bin="$dir/bin"
@@ -43,22 +45,9 @@ if all_built; then
 fi
 
 mkdir -p "$bin"
-# One build at a time per version; whoever waited finds the binaries built.
-if command -v flock >/dev/null; then
-  exec 9>"$dir/.lock"
-  flock 9
-  if all_built; then
-    echo "$bin"
-    exit 0
-  fi
-fi
+wait_for_other_build "$dir/.lock" "$bin" all_built
 
-go=go
-command -v go >/dev/null || go=/usr/local/go/bin/go
-if ! command -v "$go" >/dev/null; then
-  say "no Go toolchain: neither 'go' on PATH nor /usr/local/go/bin/go"
-  exit 1
-fi
+find_go
 
 work="$(mktemp -d "$dir/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

@@ -21,6 +21,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 modules="$here/deploy-tools"
 say() { echo "build-deploy-tools: $*" >&2; }
+# shellcheck source=build-lib.sh
+. "$(dirname "$0")/build-lib.sh"
 
 # Schema sources: module, version, the module zip's h1 sum (as in go.sum), files to copy (path in module:dest in dir).
 kubernetes_version=v1.35.4
@@ -65,20 +67,9 @@ if complete; then
 fi
 
 mkdir -p "$root"
-# One build at a time per version; whoever waited finds the directory published.
-exec 9>"$root/.deploy-tools-$version.lock"
-flock 9
-if complete; then
-  echo "$dir/bin/helm"
-  exit 0
-fi
+wait_for_other_build "$root/.deploy-tools-$version.lock" "$dir/bin/helm" complete
 
-go=go
-command -v go >/dev/null || go=/usr/local/go/bin/go
-if ! command -v "$go" >/dev/null; then
-  say "no Go toolchain: neither 'go' on PATH nor /usr/local/go/bin/go"
-  exit 1
-fi
+find_go
 # GOTOOLCHAIN=local: never download another toolchain; GOWORK=off: ignore any go.work above us; -mod=readonly: the
 # committed go.mod/go.sum are the whole truth; -buildvcs=false: nothing to stamp from our repo.
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false"

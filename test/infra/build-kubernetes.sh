@@ -20,6 +20,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 module="$here/kubernetes"
 say() { echo "build-kubernetes: $*" >&2; }
+# shellcheck source=build-lib.sh
+. "$(dirname "$0")/build-lib.sh"
 
 imgcrypt_version=v1.1.8    # later imgcrypt `cmd` versions are not served by the module proxy here
 crictl_version=v1.37.0
@@ -53,22 +55,9 @@ if all_built; then
 fi
 
 mkdir -p "$bin"
-# One build at a time per version; whoever waited finds the binaries built.
-if command -v flock >/dev/null; then
-  exec 9>"$dir/.lock"
-  flock 9
-  if all_built; then
-    echo "$bin"
-    exit 0
-  fi
-fi
+wait_for_other_build "$dir/.lock" "$bin" all_built
 
-go=go
-command -v go >/dev/null || go=/usr/local/go/bin/go
-if ! command -v "$go" >/dev/null; then
-  say "no Go toolchain: neither 'go' on PATH nor /usr/local/go/bin/go"
-  exit 1
-fi
+find_go
 if ! command -v umoci >/dev/null; then
   say "umoci is needed to pack the pause image: install it (Debian: apt-get install umoci)"
   exit 1

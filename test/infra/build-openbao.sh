@@ -12,6 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 module="$here/openbao"
 say() { echo "build-openbao: $*" >&2; }
+# shellcheck source=build-lib.sh
+. "$(dirname "$0")/build-lib.sh"
 
 # The pin: `require github.com/openbao/openbao v0.0.0-<time>-<commit> // openbao vX.Y.Z`.
 pin="$(grep -E '^require github\.com/openbao/openbao v' "$module/go.mod" || true)"
@@ -38,22 +40,9 @@ if runs "$bin"; then
 fi
 
 mkdir -p "$dir"
-# One build at a time per version; whoever waited finds the binary built.
-if command -v flock >/dev/null; then
-  exec 9>"$dir/.lock"
-  flock 9
-  if runs "$bin"; then
-    echo "$bin"
-    exit 0
-  fi
-fi
+wait_for_other_build "$dir/.lock" "$bin" runs "$bin"
 
-go=go
-command -v go >/dev/null || go=/usr/local/go/bin/go
-if ! command -v "$go" >/dev/null; then
-  say "no Go toolchain: neither 'go' on PATH nor /usr/local/go/bin/go"
-  exit 1
-fi
+find_go
 
 say "building OpenBao $version with $("$go" version) (a cold build takes minutes) ..."
 started=$SECONDS
