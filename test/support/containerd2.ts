@@ -21,7 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onTestFinished } from 'vitest';
 import { findOpenBao } from './openbao.js';
-import { exited } from './registry-server.js';
+import { terminate } from './registry-server.js';
 import { findOnPath, run, runOk, spawnServer, tempDir, type RunResult } from './tools.js';
 
 const INFRA = fileURLToPath(new URL('../infra/', import.meta.url));
@@ -233,15 +233,7 @@ export async function startContainerd2(options: Containerd2Options): Promise<Con
     if (stopped) return;
     stopped = true;
     try {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        try {
-          await exited(child);
-        } finally {
-          clearTimeout(timer);
-        }
-      }
+      await terminate(child, STOP_TIMEOUT_MS);
       // Snapshot mounts left by an interrupted test: removing through a live overlay mount would fail or worse.
       for (const point of mountsUnder(dir)) spawnSync('umount', ['-l', point], { stdio: 'ignore' });
       // rmdir, never a recursive removal: another containerd (a test cluster) may have put its shims' sockets there.

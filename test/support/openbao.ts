@@ -16,7 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { onTestFinished } from 'vitest';
-import { exited, freePort } from './registry-server.js';
+import { exited, freePort, terminate } from './registry-server.js';
 import { findBuiltTool } from './built-tools.js';
 import { spawnServer, tempDir } from './tools.js';
 
@@ -69,15 +69,7 @@ export async function startOpenBao(): Promise<OpenBaoServer | undefined> {
     if (stopped) return;
     stopped = true;
     try {
-      if (child && child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child!.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        try {
-          await exited(child);
-        } finally {
-          clearTimeout(timer);
-        }
-      }
+      if (child) await terminate(child, STOP_TIMEOUT_MS);
     } finally {
       await agent.close();
       await home.cleanup();

@@ -13,7 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { exited } from './registry-server.js';
+import { exited, terminate } from './registry-server.js';
 import { requireTool, spawnServer, tempDir, type TempDir } from './tools.js';
 
 const READY_TIMEOUT_MS = 30_000;
@@ -108,15 +108,7 @@ export async function startPrivateContainerd(): Promise<PrivateContainerd | unde
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      try {
-        await exited(child);
-      } finally {
-        clearTimeout(timer);
-      }
-    }
+    await terminate(child, STOP_TIMEOUT_MS);
     await home.cleanup();
   };
 

@@ -317,19 +317,25 @@ class RegistryProcess {
   async stop(): Promise<void> {
     const child = this.child;
     if (!child || !this.running()) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    try {
-      await exited(child);
-    } finally {
-      clearTimeout(timer);
-    }
+    await terminate(child, STOP_TIMEOUT_MS);
   }
 }
 
 export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Stops a server process: SIGTERM, then SIGKILL if it has not exited after `graceMs`; resolves once it exited. */
+export async function terminate(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  try {
+    await exited(child);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function describeExit(child: ChildProcess, spawnError: Error | undefined): string {
