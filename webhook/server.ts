@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { admit, type AdmissionDeps } from '../src/admission/admit.js';
+import { apiServerTimeoutMs } from '../src/admission/look-up-budget.js';
 import { admissionReviewResponse, parseAdmissionReview } from '../src/admission/review.js';
 import type { TtlCache } from '../src/admission/ttl-cache.js';
 import { Counter, Gauge, Histogram, MetricsRegistry } from './metrics.js';
@@ -173,18 +174,4 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | u
     if (size <= limit) chunks.push(chunk);
   }
   return size > limit ? undefined : Buffer.concat(chunks);
-}
-
-/**
- * The API server says how long it waits for this webhook in the `timeout` query parameter (`?timeout=10s`, a Go
- * duration); undefined when absent or unreadable (a hand-made request), and the configured budget applies.
- */
-export function apiServerTimeoutMs(url: string | undefined): number | undefined {
-  const query = (url ?? '').split('?')[1];
-  if (query === undefined) return undefined;
-  const value = new URLSearchParams(query).get('timeout');
-  const m = value !== null ? /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value) : null;
-  if (m === null) return undefined;
-  const unit = m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000;
-  return Number(m[1]) * unit;
 }

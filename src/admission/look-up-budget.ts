@@ -28,3 +28,17 @@ export function lookUpBudgetEnded(ms: number): ImagegateError {
 export function isLookUpCancelled(e: unknown): boolean {
   return typeof e === 'object' && e !== null && (budgetEndings.has(e) || (e as { name?: unknown }).name === 'AbortError');
 }
+
+/**
+ * The API server says how long it waits for this webhook in the `timeout` query parameter (`?timeout=10s`, a Go
+ * duration); undefined when absent or unreadable (a hand-made request), and the configured budget applies.
+ */
+export function apiServerTimeoutMs(url: string | undefined): number | undefined {
+  const query = (url ?? '').split('?')[1];
+  if (query === undefined) return undefined;
+  const value = new URLSearchParams(query).get('timeout');
+  const m = value !== null ? /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value) : null;
+  if (m === null) return undefined;
+  const unit = m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000;
+  return Number(m[1]) * unit;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { admit } from '../../../src/admission/admit.js';
-import { isLookUpCancelled, reviewBudgetMs } from '../../../src/admission/look-up-budget.js';
+import { apiServerTimeoutMs, isLookUpCancelled, reviewBudgetMs } from '../../../src/admission/look-up-budget.js';
 import type { ResolvedImage } from '../../../src/admission/image-facts.js';
 import type { AdmissionRequest } from '../../../src/admission/review.js';
 import { ImagegateError } from '../../../src/errors.js';
@@ -175,6 +175,16 @@ describe('check role templates', () => {
     expect(roleTemplateProblem('{ns}')).toMatch(/only \{namespace\} and \{serviceAccount\}/);
     const base = { image: 'i', vaultAddress: 'a', authMethod: 'jwt' as const, vaultRole: 'workloads', audience: 'vault' };
     expect(forPod(base, 'shop', 'api')).toBe(base);
+  });
+});
+
+describe('apiServerTimeoutMs', () => {
+  it('reads the timeout query parameter the API server sends (a Go duration), and nothing else', () => {
+    expect(apiServerTimeoutMs('/validate?timeout=10s')).toBe(10_000);
+    expect(apiServerTimeoutMs('/mutate?timeout=1.5s')).toBe(1500);
+    expect(apiServerTimeoutMs('/mutate?timeout=250ms')).toBe(250);
+    expect(apiServerTimeoutMs('/mutate')).toBeUndefined();
+    expect(apiServerTimeoutMs('/mutate?timeout=soon')).toBeUndefined();
   });
 });
 
