@@ -38,6 +38,17 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   INTERRUPTED: 130,
 };
 
+/**
+ * Exit codes of commands that judge rather than fail: a finding is not an error, and "could not decide" (a registry
+ * that did not answer) must differ from "decided no", so CI can retry the one and fail on the other.
+ */
+export const VERDICT_EXIT_CODES = {
+  /** `audit` flagged an image; `webhook review` denied an object. */
+  FLAGGED: 10,
+  /** `webhook review` could not decide an object (a look-up failed or timed out). */
+  UNDECIDED: 11,
+} as const;
+
 export class ImagegateError extends Error {
   override readonly name = 'ImagegateError';
   readonly code: ErrorCode;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { auditRegistry, parseAuditTarget, parseMinVersions, type AuditReport } from '../../src/ops/audit.js';
+import { VERDICT_EXIT_CODES } from '../../src/errors.js';
 import { vaultSettingsFromEnv } from '../../src/vault/settings.js';
 import { Transit } from '../../src/vault/transit.js';
 import { VaultSession } from '../../src/vault/vault-session.js';
@@ -41,7 +42,7 @@ export function registerAudit(program: Command): void {
       ...(transit !== undefined ? { keyInfo: (k) => transit.readKey(k) } : {}),
     });
     process.stdout.write(flags.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatAudit(report));
-    if (report.images.some((i) => i.flags.length > 0)) process.exitCode = 10;
+    if (report.images.some((i) => i.flags.length > 0)) process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
   });
 }
 

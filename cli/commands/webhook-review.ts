@@ -4,7 +4,7 @@ import { admit } from '../../src/admission/admit.js';
 import { admissionReviewRequest, objectLabel, reviewsFromManifests } from '../../src/admission/manifest-review.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import type { AdmissionRequest, AdmissionResponse } from '../../src/admission/review.js';
-import { ImagegateError } from '../../src/errors.js';
+import { ImagegateError, VERDICT_EXIT_CODES } from '../../src/errors.js';
 import { loadPolicyFile } from '../../src/policy/load-policy.js';
 import { parseCount } from '../../src/util/size.js';
 import { readUserFile } from '../../src/util/user-file.js';
@@ -18,9 +18,6 @@ interface ReviewFlags extends TransferFlags {
   mutate?: boolean;
   budgetMs: string;
 }
-
-/** Exit code when the webhook (or the policy) refuses at least one object, as `audit` uses for flagged images. */
-const DENIED_EXIT_CODE = 10;
 
 /**
  * `imagegate webhook review MANIFEST…`: what the webhook would answer for these objects, before a cluster sees them.
@@ -54,7 +51,7 @@ export function registerWebhookReview(webhook: Command): void {
       for (const w of res.warnings ?? []) process.stdout.write(`  warning: ${w}\n`);
       for (const change of describePatch(res)) process.stdout.write(`  ${change}\n`);
     }
-    if (denied > 0) process.exitCode = DENIED_EXIT_CODE;
+    if (denied > 0) process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
   });
 }
 
