@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual, type Hmac } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { ImagegateError } from '../errors.js';
+import { StreamHash } from '../util/off-thread-hash.js';
 
 /**
  * ocicrypt's only layer cipher, AES_256_CTR_HMAC_SHA256: AES-256 in CTR mode with the 16-byte nonce as the whole
@@ -33,30 +34,36 @@ function checkSecret(secret: LayerSecret): void {
 /** Encrypts a layer stream; after it ended, `hmac()` is the MAC to publish in the public options. */
 export class LayerEncryptStream extends Transform {
   private readonly cipher;
-  private readonly mac: Hmac;
+  /** On a worker thread for large layers (see off-thread-hash.ts), so AES and the MAC run on two cores. */
+  private readonly mac: StreamHash;
   private result: Buffer | undefined;
 
   constructor(secret: LayerSecret) {
     super();
     checkSecret(secret);
     this.cipher = createCipheriv('aes-256-ctr', secret.key, secret.nonce);
-    this.mac = createHmac('sha256', secret.key);
+    this.mac = new StreamHash('sha256', secret.key);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     const out = this.cipher.update(chunk);
-    this.mac.update(out);
-    cb(null, out);
+    afterCopy(this.mac.update(out), () => cb(null, out), cb);
   }
 
   override _flush(cb: TransformCallback): void {
     const tail = this.cipher.final(); // empty for CTR, but final() must run
-    if (tail.length > 0) {
-      this.mac.update(tail);
-      this.push(tail);
-    }
-    this.result = this.mac.digest();
-    cb();
+    afterCopy(tail.length > 0 ? this.mac.update(tail) : undefined, () => {
+      if (tail.length > 0) this.push(tail);
+      this.mac.digest().then((hex) => {
+        this.result = Buffer.from(hex, 'hex');
+        cb();
+      }, cb);
+    }, cb);
+  }
+
+  override _destroy(error: Error | null, cb: (error?: Error | null) => void): void {
+    this.mac.close();
+    cb(error);
   }
 
   hmac(): Buffer {
@@ -76,7 +83,7 @@ export class LayerEncryptStream extends Transform {
  */
 export class LayerDecryptStream extends Transform {
   private readonly decipher;
-  private readonly mac: Hmac;
+  private readonly mac: StreamHash;
   private hmacVerified = false;
 
   constructor(
@@ -90,18 +97,27 @@ export class LayerDecryptStream extends Transform {
       throw new ImagegateError('BAD_FORMAT', `${what}: the published HMAC is ${expectedHmac.length} bytes; need ${LAYER_HMAC_BYTES}`);
     }
     this.decipher = createDecipheriv('aes-256-ctr', secret.key, secret.nonce);
-    this.mac = createHmac('sha256', secret.key);
+    this.mac = new StreamHash('sha256', secret.key);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.mac.update(chunk);
-    cb(null, this.decipher.update(chunk));
+    const copied = this.mac.update(chunk);
+    const out = this.decipher.update(chunk);
+    afterCopy(copied, () => cb(null, out), cb);
   }
 
   override _flush(cb: TransformCallback): void {
     const tail = this.decipher.final();
     if (tail.length > 0) this.push(tail);
-    const actual = this.mac.digest();
+    this.mac.digest().then((hex) => this.check(Buffer.from(hex, 'hex'), cb), cb);
+  }
+
+  override _destroy(error: Error | null, cb: (error?: Error | null) => void): void {
+    this.mac.close();
+    cb(error);
+  }
+
+  private check(actual: Buffer, cb: TransformCallback): void {
     if (!timingSafeEqual(actual, this.expectedHmac)) {
       cb(
         new ImagegateError(
@@ -119,4 +135,10 @@ export class LayerDecryptStream extends Transform {
   get verified(): boolean {
     return this.hmacVerified;
   }
+}
+
+/** Runs `next` once the MAC has its copy of a chunk: at once, or when a busy hashing thread made room. */
+function afterCopy(copied: Promise<void> | undefined, next: () => void, fail: (e: Error) => void): void {
+  if (copied === undefined) next();
+  else copied.then(next, fail);
 }

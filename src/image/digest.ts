@@ -1,6 +1,7 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { ImagegateError } from '../errors.js';
+import { StreamHash } from '../util/off-thread-hash.js';
 
 /** A content digest such as `sha256:<64 hex>`; only algorithms the OCI spec registers are accepted. */
 export type Digest = `${'sha256' | 'sha512'}:${string}`;
@@ -37,24 +38,30 @@ export function sha256Digest(bytes: Uint8Array): Digest {
  * `size` give the content's identity; both are computed on the way, never in a second pass.
  */
 export class DigestingStream extends Transform {
-  private readonly hash: Hash;
+  private readonly hash: StreamHash;
   private result: Digest | undefined;
   size = 0;
 
   constructor(private readonly algorithm: 'sha256' | 'sha512' = 'sha256') {
     super();
-    this.hash = createHash(algorithm);
+    this.hash = new StreamHash(algorithm);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
     this.size += chunk.length;
-    cb(null, chunk);
+    passAfter(this.hash.update(chunk), chunk, cb);
   }
 
   override _flush(cb: TransformCallback): void {
-    this.result = `${this.algorithm}:${this.hash.digest('hex')}`;
-    cb();
+    this.hash.digest().then((hex) => {
+      this.result = `${this.algorithm}:${hex}`;
+      cb();
+    }, cb);
+  }
+
+  override _destroy(error: Error | null, cb: (error?: Error | null) => void): void {
+    this.hash.close();
+    cb(error);
   }
 
   digest(): Digest {
@@ -63,12 +70,18 @@ export class DigestingStream extends Transform {
   }
 }
 
+/** Passes `chunk` on once the hash has its copy: at once, or when a busy hashing thread made room. */
+function passAfter(copied: Promise<void> | undefined, chunk: Buffer, cb: TransformCallback): void {
+  if (copied === undefined) cb(null, chunk);
+  else copied.then(() => cb(null, chunk), cb);
+}
+
 /**
  * A pass-through stream that fails at the end unless the content matches the expected digest and size, so a
  * consumer that commits only on success never commits corrupted or substituted content.
  */
 export class VerifyingStream extends Transform {
-  private readonly hash: Hash;
+  private readonly hash: StreamHash;
   private seen = 0;
 
   constructor(
@@ -76,7 +89,7 @@ export class VerifyingStream extends Transform {
     private readonly what: string,
   ) {
     super();
-    this.hash = createHash(digestAlgorithm(expected.digest));
+    this.hash = new StreamHash(digestAlgorithm(expected.digest));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -85,21 +98,24 @@ export class VerifyingStream extends Transform {
       cb(this.mismatch(`more than the ${this.expected.size} bytes its descriptor declares`));
       return;
     }
-    this.hash.update(chunk);
-    cb(null, chunk);
+    passAfter(this.hash.update(chunk), chunk, cb);
   }
 
   override _flush(cb: TransformCallback): void {
     if (this.seen !== this.expected.size) {
+      this.hash.close();
       cb(this.mismatch(`${this.seen} bytes, but its descriptor declares ${this.expected.size}`));
       return;
     }
-    const actual = `${digestAlgorithm(this.expected.digest)}:${this.hash.digest('hex')}`;
-    if (actual !== this.expected.digest) {
-      cb(this.mismatch(`content with digest ${actual}`));
-      return;
-    }
-    cb();
+    this.hash.digest().then((hex) => {
+      const actual = `${digestAlgorithm(this.expected.digest)}:${hex}`;
+      cb(actual === this.expected.digest ? undefined : this.mismatch(`content with digest ${actual}`));
+    }, cb);
+  }
+
+  override _destroy(error: Error | null, cb: (error?: Error | null) => void): void {
+    this.hash.close();
+    cb(error);
   }
 
   private mismatch(detail: string): ImagegateError {

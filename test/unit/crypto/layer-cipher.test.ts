@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { LayerDecryptStream, LayerEncryptStream, type LayerSecret } from '../../../src/crypto/layer-cipher.js';
@@ -105,6 +105,21 @@ describe('AES_256_CTR_HMAC_SHA256 layer cipher', () => {
     const forged = new LayerDecryptStream(secret, hmac, 'layer 0');
     await run(forged, Buffer.from(ct.map((b, i) => b ^ SEQ48[i]! ^ (i < 4 ? 0x41 : 0)))).catch(() => {});
     expect(forged.verified).toBe(false);
+  });
+
+  it('agrees with one-shot AES-CTR and HMAC on a layer large enough to be MACed on a worker thread, and catches a flipped bit there', async () => {
+    const secret = { key: KEY, nonce: Buffer.from(VECTORS[2]!.nonce, 'hex') };
+    const pt = randomBytes(3 * 1024 * 1024 + 5);
+    const enc = new LayerEncryptStream(secret);
+    const ct = await run(enc, pt, 256 * 1024);
+    const cipher = createCipheriv('aes-256-ctr', KEY, secret.nonce);
+    const expected = Buffer.concat([cipher.update(pt), cipher.final()]);
+    expect(ct.equals(expected)).toBe(true);
+    expect(enc.hmac()).toEqual(createHmac('sha256', KEY).update(expected).digest());
+    expect((await run(new LayerDecryptStream(secret, enc.hmac(), 'layer 0'), ct, 100_000)).equals(pt)).toBe(true);
+    ct[ct.length - 100]! ^= 1;
+    const err = await run(new LayerDecryptStream(secret, enc.hmac(), 'layer 0'), ct, 100_000).catch((e: unknown) => e);
+    expect(isImagegateError(err, 'INTEGRITY')).toBe(true);
   });
 
   it('refuses keys and nonces of the wrong length', () => {
