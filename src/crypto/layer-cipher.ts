@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { ImagegateError } from '../errors.js';
+import { markReleasable, releaseChunk } from '../util/chunk-release.js';
 import { StreamHash } from '../util/off-thread-hash.js';
 
 /**
@@ -46,7 +47,8 @@ export class LayerEncryptStream extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const out = this.cipher.update(chunk);
+    const out = markReleasable(this.cipher.update(chunk));
+    releaseChunk(chunk);
     afterCopy(this.mac.update(out), () => cb(null, out), cb);
   }
 
@@ -101,9 +103,16 @@ export class LayerDecryptStream extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const copied = this.mac.update(chunk);
-    const out = this.decipher.update(chunk);
-    afterCopy(copied, () => cb(null, out), cb);
+    const out = markReleasable(this.decipher.update(chunk));
+    // The ciphertext is freed only once the MAC has its copy: a busy hashing thread may still be copying it.
+    afterCopy(
+      this.mac.update(chunk),
+      () => {
+        releaseChunk(chunk);
+        cb(null, out);
+      },
+      cb,
+    );
   }
 
   override _flush(cb: TransformCallback): void {

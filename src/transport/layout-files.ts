@@ -2,6 +2,7 @@ import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ImagegateError, systemErrorCode } from '../errors.js';
+import { FileChunkReader } from '../util/file-chunks.js';
 import { readAll } from '../util/streams.js';
 
 /**
@@ -18,8 +19,12 @@ export interface LayoutFiles {
   close(): Promise<void>;
 }
 
-/** Large reads in big chunks: fewer callbacks per GiB when hashing and encrypting. */
-export const READ_CHUNK = 1024 * 1024;
+/**
+ * Reads in chunks large enough that per-chunk work (stream callbacks, messages to the hashing threads) stays small
+ * per GiB, and small enough that the chunks in flight between a layer's stages stay a few MiB: at 512 KiB a 1 GiB
+ * encrypt measured 2.24 s and 124 MiB peak RSS, against 2.51 s and 132 MiB at 1 MiB.
+ */
+export const READ_CHUNK = 512 * 1024;
 
 export class DirectoryFiles implements LayoutFiles {
   constructor(readonly root: string) {}
@@ -43,7 +48,7 @@ export class DirectoryFiles implements LayoutFiles {
     try {
       // Open first so a missing file is reported here, not as a stream error later.
       const handle = await open(file, 'r');
-      return handle.createReadStream({ highWaterMark: READ_CHUNK });
+      return new FileChunkReader(handle, READ_CHUNK);
     } catch (e) {
       if (systemErrorCode(e) === 'ENOENT') throw new ImagegateError('NOT_FOUND', `${file} does not exist`);
       throw new ImagegateError('IO', `cannot read ${file}: ${(e as Error).message}`, { cause: e });

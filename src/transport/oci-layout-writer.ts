@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +9,7 @@ import type { Descriptor } from '../image/descriptor.js';
 import type { StoredBlob } from '../image/image.js';
 import { MediaType } from '../image/media-types.js';
 import { serialize } from '../image/manifest.js';
+import { FileSink } from '../util/file-chunks.js';
 import { blobPath, REF_NAME_ANNOTATION } from './oci-layout-source.js';
 
 const LAYOUT_HEADER = '{"imageLayoutVersion":"1.0.0"}';
@@ -48,7 +48,7 @@ export class OciLayoutWriter {
     const tmp = path.join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
     const digesting = new DigestingStream(algorithm);
     try {
-      await pipeline(content, digesting, createWriteStream(tmp, { flags: 'wx' }));
+      await pipeline(content, digesting, new FileSink(await open(tmp, 'wx')));
       const stored = { digest: digesting.digest(), size: digesting.size };
       if (expected !== undefined && (stored.digest !== expected.digest || stored.size !== expected.size)) {
         throw new ImagegateError(

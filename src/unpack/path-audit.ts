@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { ImagegateError } from '../errors.js';
+import { claimChunk } from '../util/chunk-release.js';
 import { isAncestorOf, isWithin, normalizeEntryName } from './layer-paths.js';
 
 /**
@@ -55,6 +56,8 @@ export class LayerPathAudit extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    // Read here after it was passed on (by gunzip and tar, later): nobody downstream may free it (chunk-release.ts).
+    claimChunk(chunk);
     this.push(chunk);
     if (this.inner.write(chunk)) cb();
     else this.inner.once('drain', () => cb());

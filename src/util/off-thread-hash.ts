@@ -10,14 +10,14 @@ import { ImagegateError } from '../errors.js';
  * instead of one.
  *
  * Bytes travel through a shared ring: the caller copies a chunk in (a memcpy, about 20 times cheaper than hashing it)
- * and may pass the chunk on at once; the worker hashes it from the ring and hands the space back. The ring bounds
- * the bytes in flight per stream, so memory stays flat however large the layer is.
+ * and may pass the chunk on at once; the worker hashes it from the ring and hands the space back. One ring per thread,
+ * shared by its streams, bounds the bytes in flight, so memory stays flat however large or many the layers are.
  *
  * Small content (manifests, configs) never starts a thread: the first INLINE_LIMIT bytes are hashed here and kept,
  * and only a stream that grows past them moves to a worker, which re-hashes the kept head from the start.
  */
 export const INLINE_LIMIT = 1024 * 1024;
-const RING_BYTES = 4 * 1024 * 1024;
+const RING_BYTES = 2 * 1024 * 1024;
 const MAX_WORKERS = 2;
 
 /** The worker's whole program (CommonJS, as eval workers are): one hash per open stream, fed from its ring. */
@@ -25,19 +25,22 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash, createHmac } = require('node:crypto');
 const streams = new Map();
+let ring;
 parentPort.on('message', (m) => {
-  if (m.op === 'open') {
+  if (m.op === 'ring') {
+    ring = new Uint8Array(m.ring);
+  } else if (m.op === 'open') {
     const hash = m.key === undefined ? createHash(m.algorithm) : createHmac(m.algorithm, m.key);
     if (m.key !== undefined) m.key.fill(0);
-    streams.set(m.id, { hash, ring: new Uint8Array(m.ring) });
+    streams.set(m.id, hash);
   } else if (m.op === 'update') {
-    const s = streams.get(m.id);
-    s.hash.update(s.ring.subarray(m.start, m.start + m.length));
+    // A stream closed early may still have pieces on the way; they only hand their space back.
+    streams.get(m.id)?.update(ring.subarray(m.start, m.start + m.length));
     parentPort.postMessage({ op: 'consumed', id: m.id, length: m.length });
   } else if (m.op === 'digest') {
-    const s = streams.get(m.id);
+    const hash = streams.get(m.id);
     streams.delete(m.id);
-    parentPort.postMessage({ op: 'digest', id: m.id, hex: s.hash.digest('hex') });
+    parentPort.postMessage({ op: 'digest', id: m.id, hex: hash.digest('hex') });
   } else if (m.op === 'close') {
     streams.delete(m.id);
   }
@@ -47,29 +50,42 @@ parentPort.on('message', (m) => {
 type WorkerReply = { op: 'consumed'; id: number; length: number } | { op: 'digest'; id: number; hex: string };
 
 interface RemoteStream {
-  onConsumed(length: number): void;
   onDigest(hex: string): void;
   onFailure(error: Error): void;
 }
 
-/** One hashing thread and the streams it serves. Referenced only while a stream is open, so it never holds the process. */
+/**
+ * One hashing thread, the streams it serves and the ring they share (so memory is per thread, not per stream).
+ * Referenced only while a stream is open, so it never holds the process.
+ */
 class HashThread {
   private readonly worker: Worker;
   private readonly streams = new Map<number, RemoteStream>();
+  private readonly ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+  private writeAt = 0;
+  private free = RING_BYTES;
+  /** Streams waiting for ring space, first come first served. */
+  private readonly spaceWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private failure: Error | undefined;
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
+    // The worker allocates almost nothing (its bytes are in the shared ring), so a small heap saves several MiB each.
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 } });
     this.worker.unref();
+    this.worker.postMessage({ op: 'ring', ring: this.ring.buffer });
     this.worker.on('message', (m: WorkerReply) => {
-      const stream = this.streams.get(m.id);
-      if (m.op === 'consumed') stream?.onConsumed(m.length);
-      else stream?.onDigest(m.hex);
+      if (m.op === 'consumed') {
+        this.free += m.length;
+        this.spaceWaiters.shift()?.resolve();
+      } else {
+        this.streams.get(m.id)?.onDigest(m.hex);
+      }
     });
     const fail = (why: string): void => {
       this.failure = new ImagegateError('IO', `the SHA-256 worker thread stopped (${why}); run the command again`);
       for (const s of this.streams.values()) s.onFailure(this.failure);
       this.streams.clear();
+      for (const w of this.spaceWaiters.splice(0)) w.reject(this.failure);
     };
     this.worker.on('error', (e) => fail(e.message));
     this.worker.on('exit', (code) => fail(`exit code ${code}`));
@@ -84,18 +100,38 @@ class HashThread {
   }
 
   /** `key` makes it an HMAC; the message carries a copy, which the worker wipes once its HMAC holds the key. */
-  open(id: number, algorithm: string, key: Uint8Array | undefined, ring: SharedArrayBuffer, stream: RemoteStream): void {
+  open(id: number, algorithm: string, key: Uint8Array | undefined, stream: RemoteStream): void {
     if (this.failure !== undefined) throw this.failure;
     if (this.streams.size === 0) this.worker.ref();
     this.streams.set(id, stream);
     // A fresh buffer of exactly the key, moved rather than copied: a Buffer may be a view into a shared pool, and
     // cloning a view clones the whole pool, other secrets included.
     const keyCopy = key !== undefined ? Uint8Array.from(key) : undefined;
-    this.worker.postMessage({ op: 'open', id, algorithm, key: keyCopy, ring }, keyCopy !== undefined ? [keyCopy.buffer] : []);
+    this.worker.postMessage({ op: 'open', id, algorithm, key: keyCopy }, keyCopy !== undefined ? [keyCopy.buffer] : []);
   }
 
-  update(id: number, start: number, length: number): void {
-    this.worker.postMessage({ op: 'update', id, start, length });
+  /**
+   * Copies chunks into the ring, in pieces that fit before its end, and sends each to the worker. Returns a promise
+   * only when the ring filled up and the rest must wait for the worker to hand space back.
+   */
+  copy(id: number, chunks: Uint8Array[]): Promise<void> | undefined {
+    for (let c = 0; c < chunks.length; c++) {
+      let chunk = chunks[c]!;
+      while (chunk.length > 0) {
+        const contiguous = Math.min(this.free, RING_BYTES - this.writeAt, chunk.length);
+        if (contiguous === 0) {
+          if (this.failure !== undefined) return Promise.reject(this.failure);
+          const rest = [chunk, ...chunks.slice(c + 1)];
+          return new Promise<void>((resolve, reject) => this.spaceWaiters.push({ resolve, reject })).then(() => this.copy(id, rest));
+        }
+        this.ring.set(chunk.subarray(0, contiguous), this.writeAt);
+        this.worker.postMessage({ op: 'update', id, start: this.writeAt, length: contiguous });
+        this.free -= contiguous;
+        this.writeAt = (this.writeAt + contiguous) % RING_BYTES;
+        chunk = chunk.subarray(contiguous);
+      }
+    }
+    return undefined;
   }
 
   requestDigest(id: number): void {
@@ -134,8 +170,7 @@ export class StreamHash {
   private inline: Hash | Hmac | undefined;
   private head: Uint8Array[] = [];
   private headBytes = 0;
-  private remote: { thread: HashThread; id: number; ring: Uint8Array; writeAt: number; free: number } | undefined;
-  private spaceWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private remote: { thread: HashThread; id: number } | undefined;
   private digestWaiter: { resolve: (hex: string) => void; reject: (e: Error) => void } | undefined;
   private failure: Error | undefined;
 
@@ -157,9 +192,9 @@ export class StreamHash {
       // The kept head (this chunk included) now goes to the worker; nothing more to copy of this chunk.
       const head = this.head;
       this.head = [];
-      return this.copyAll(head);
+      return this.remote!.thread.copy(this.remote!.id, head);
     }
-    return this.copyAll([chunk]);
+    return this.remote.thread.copy(this.remote.id, [chunk]);
   }
 
   /** The hex digest of everything given to `update`. */
@@ -185,44 +220,15 @@ export class StreamHash {
     const thread = pickThread();
     if (thread === undefined) return false;
     const id = nextStreamId++;
-    const shared = new SharedArrayBuffer(RING_BYTES);
-    thread.open(id, this.algorithm, this.hmacKey, shared, {
-      onConsumed: (length) => {
-        this.remote!.free += length;
-        const waiter = this.spaceWaiter;
-        this.spaceWaiter = undefined;
-        waiter?.resolve();
-      },
+    thread.open(id, this.algorithm, this.hmacKey, {
       onDigest: (hex) => this.digestWaiter?.resolve(hex),
       onFailure: (e) => {
         this.failure = e;
-        this.spaceWaiter?.reject(e);
         this.digestWaiter?.reject(e);
       },
     });
-    this.remote = { thread, id, ring: new Uint8Array(shared), writeAt: 0, free: RING_BYTES };
+    this.remote = { thread, id };
     this.inline = undefined;
     return true;
-  }
-
-  /** Copies chunks into the ring in pieces that fit before its end, waiting for the worker where it is full. */
-  private copyAll(chunks: Uint8Array[]): Promise<void> | undefined {
-    const remote = this.remote!;
-    for (let c = 0; c < chunks.length; c++) {
-      let chunk = chunks[c]!;
-      while (chunk.length > 0) {
-        const contiguous = Math.min(remote.free, RING_BYTES - remote.writeAt, chunk.length);
-        if (contiguous === 0) {
-          const rest = [chunk, ...chunks.slice(c + 1)];
-          return new Promise<void>((resolve, reject) => (this.spaceWaiter = { resolve, reject })).then(() => this.copyAll(rest));
-        }
-        remote.ring.set(chunk.subarray(0, contiguous), remote.writeAt);
-        remote.thread.update(remote.id, remote.writeAt, contiguous);
-        remote.free -= contiguous;
-        remote.writeAt = (remote.writeAt + contiguous) % RING_BYTES;
-        chunk = chunk.subarray(contiguous);
-      }
-    }
-    return undefined;
   }
 }
