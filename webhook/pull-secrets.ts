@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
 import type { PullSecretLookup } from '../src/admission/resolver.js';
 import { TtlCache } from '../src/admission/ttl-cache.js';
 import { credentialsFromAuths } from '../src/transport/registry/credentials.js';
+import { loadUndici } from '../src/util/load-undici.js';
 
 /** Where the Kubernetes API is and how the webhook authenticates to it (in a pod: its service account). */
 export interface KubernetesApi {
@@ -35,6 +36,7 @@ export function kubernetesPullSecrets(api: KubernetesApi, log: (msg: string) => 
   let agent: Agent | undefined;
   const secrets = new TtlCache<SecretObject | undefined>({ maxEntries: 1000, ttlMs: 60_000, negativeTtlMs: 10_000 });
   const fetchSecret = async (namespace: string, name: string): Promise<SecretObject | undefined> => {
+    const { Agent, request } = await loadUndici();
     agent ??= new Agent({ connect: { ca: await readFile(api.caFile) } });
     // The token is re-read each time: the kubelet rotates projected tokens.
     const token = (await readFile(api.tokenFile, 'utf8')).trim();

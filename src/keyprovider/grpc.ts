@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, status, type ServiceDefinition, type handleUnaryCall } from '@grpc/grpc-js';
+import type { ServiceDefinition, handleUnaryCall } from '@grpc/grpc-js';
 import { ImagegateError, isImagegateError } from '../errors.js';
 import { parseKeyProviderListenAddress } from './listen-address.js';
 import { bindRestrictedSocket } from './socket-access.js';
@@ -85,6 +85,8 @@ export async function serveKeyProviderGrpc(
   if (listen.kind === 'tcp' && options.socketGroup !== undefined) {
     throw new ImagegateError('USAGE', `--grpc-socket-group applies to a Unix socket, not to ${address}`);
   }
+  // Loaded here, not at start-up: gRPC costs several MiB that every other command would pay for nothing.
+  const { Server, ServerCredentials, status } = await import('@grpc/grpc-js');
   const server = new Server();
   const handle: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
     answer(call.request).then(

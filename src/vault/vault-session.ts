@@ -1,8 +1,7 @@
-import nodeVault from 'node-vault';
+import type nodeVault from 'node-vault';
 import { ImagegateError } from '../errors.js';
 import type { VaultAuth, VaultSettings } from './settings.js';
 import { vaultError, vaultMessages } from './vault-error.js';
-import { vaultTransport } from './vault-http.js';
 
 /** Vault's login answer, the part we use. */
 interface LoginAuth {
@@ -25,24 +24,32 @@ const RENEW_AT = 2 / 3;
 export class VaultSession {
   /** HTTP requests sent to Vault, logins included. */
   roundTrips = 0;
-  private readonly client: nodeVault.client;
+  /** Created on first use: node-vault (with its dependencies) costs several MiB that commands without Vault should not pay. */
+  private clientCreated: Promise<nodeVault.client> | undefined;
   private token: string | undefined;
   private expiresAt = Infinity;
   private loggingIn: Promise<void> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly settings: VaultSettings) {
-    this.client = nodeVault({
-      endpoint: settings.address,
-      apiVersion: 'v1',
-      ...(settings.namespace !== undefined ? { namespace: settings.namespace } : {}),
-      debug: () => {},
-      'request-promise': vaultTransport({ ...(settings.ca !== undefined ? { ca: settings.ca } : {}), timeoutMs: settings.timeoutMs ?? DEFAULT_TIMEOUT_MS }),
-    } as nodeVault.VaultOptions);
-    // node-vault adds VAULT_TOKEN from the environment to requests that carry no token header, logins included;
-    // this session decides which token each request carries.
-    (this.client as { token: string | undefined }).token = undefined;
     if (settings.auth.method === 'token') this.token = settings.auth.token;
+  }
+
+  private client(): Promise<nodeVault.client> {
+    return (this.clientCreated ??= Promise.all([import('node-vault'), import('./vault-http.js')]).then(([{ default: nodeVault }, { vaultTransport }]) => {
+      const settings = this.settings;
+      const client = nodeVault({
+        endpoint: settings.address,
+        apiVersion: 'v1',
+        ...(settings.namespace !== undefined ? { namespace: settings.namespace } : {}),
+        debug: () => {},
+        'request-promise': vaultTransport({ ...(settings.ca !== undefined ? { ca: settings.ca } : {}), timeoutMs: settings.timeoutMs ?? DEFAULT_TIMEOUT_MS }),
+      } as nodeVault.VaultOptions);
+      // node-vault adds VAULT_TOKEN from the environment to requests that carry no token header, logins included;
+      // this session decides which token each request carries.
+      (client as { token: string | undefined }).token = undefined;
+      return client;
+    }));
   }
 
   get address(): string {
@@ -51,17 +58,17 @@ export class VaultSession {
 
   /** POST to an API path with a JSON body, as this identity. `what` names the operation in messages. */
   async write<T>(path: string, body: Record<string, unknown>, what: string): Promise<T> {
-    return this.call(path, what, () => this.client.write(path, body, this.headers()));
+    return this.call(path, what, async () => (await this.client()).write(path, body, this.headers()));
   }
 
   async read<T>(path: string, what: string): Promise<T> {
-    return this.call(path, what, () => this.client.read(path, this.headers()));
+    return this.call(path, what, async () => (await this.client()).read(path, this.headers()));
   }
 
   /** GET that answers undefined when nothing is at the path (404), e.g. a role or policy not created yet. */
   async readIfPresent<T>(path: string, what: string): Promise<T | undefined> {
-    return this.call(path, what, () =>
-      this.client.read(path, this.headers()).catch((e: unknown) => {
+    return this.call(path, what, async () =>
+      (await this.client()).read(path, this.headers()).catch((e: unknown) => {
         if ((e as { response?: { statusCode?: number } }).response?.statusCode === 404) return undefined;
         throw e;
       }),
@@ -101,7 +108,7 @@ export class VaultSession {
     this.roundTrips++;
     const before = this.expiresAt;
     try {
-      const res = (await this.client.write('auth/token/renew-self', {}, this.headers())) as { auth?: LoginAuth };
+      const res = (await (await this.client()).write('auth/token/renew-self', {}, this.headers())) as { auth?: LoginAuth };
       if (res.auth !== undefined) this.remember(res.auth);
       // A token at its max TTL renews without gaining time: log in again instead of running out.
       if (this.expiresAt <= before && this.settings.auth.method !== 'token') await this.login();
@@ -144,7 +151,7 @@ export class VaultSession {
     this.roundTrips++;
     let res: { auth?: LoginAuth };
     try {
-      res = (await this.client.write(path, body, {})) as { auth?: LoginAuth };
+      res = (await (await this.client()).write(path, body, {})) as { auth?: LoginAuth };
     } catch (e) {
       const response = (e as { response?: { statusCode?: number; body?: unknown } }).response;
       // A refused login is about the identity, not a path: say which method, mount and role.

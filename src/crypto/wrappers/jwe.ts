@@ -1,4 +1,4 @@
-import jose from 'node-jose';
+import type jose from 'node-jose';
 import { ImagegateError } from '../../errors.js';
 import type { LoadedKey } from '../key-files.js';
 import type { KeyWrapper, RecipientSummary } from '../key-wrapper.js';
@@ -20,10 +20,17 @@ interface EncryptRecipient {
   header?: Record<string, string>;
   reference?: boolean;
 }
-const createEncrypt = jose.JWE.createEncrypt as unknown as (
-  options: object,
-  recipients: EncryptRecipient | EncryptRecipient[],
-) => { update(payload: Buffer): { final(): Promise<object> } };
+type CreateEncrypt = (options: object, recipients: EncryptRecipient | EncryptRecipient[]) => { update(payload: Buffer): { final(): Promise<object> } };
+
+let loading: Promise<typeof jose> | undefined;
+
+/**
+ * node-jose, loaded on first use: it costs about 8 MiB and tens of milliseconds at start-up, which the webhook, Vault
+ * runs and an init container that never meet a jwe key should not pay.
+ */
+function loadJose(): Promise<typeof jose> {
+  return (loading ??= import('node-jose').then((m) => m.default));
+}
 
 function wrapAlgorithm(r: LoadedKey): string {
   if (r.alg !== undefined) {
@@ -43,7 +50,7 @@ function wrapAlgorithm(r: LoadedKey): string {
 }
 
 async function joseKey(k: LoadedKey): Promise<jose.JWK.Key> {
-  return jose.JWK.asKey(k.key.export({ format: 'jwk' }) as object);
+  return (await loadJose()).JWK.asKey(k.key.export({ format: 'jwk' }) as object);
 }
 
 export class JweKeyWrapper implements KeyWrapper {
@@ -59,6 +66,7 @@ export class JweKeyWrapper implements KeyWrapper {
         return { key: await joseKey(r), header, reference: false as const };
       }),
     );
+    const createEncrypt = (await loadJose()).JWE.createEncrypt as unknown as CreateEncrypt;
     let jwe: object;
     if (keys.length === 1) {
       const only = keys[0]!;
@@ -75,8 +83,9 @@ export class JweKeyWrapper implements KeyWrapper {
     const input = parseJwe(item);
     for (const k of keys) {
       if (k.key.type !== 'private') continue;
+      const jose = await loadJose();
       try {
-        const key = await jose.JWK.asKey(k.key.export({ format: 'jwk' }) as object);
+        const key = await joseKey(k);
         const result = await jose.JWE.createDecrypt(key, { algorithms: [...KEY_ALGORITHMS, ...CONTENT_ALGORITHMS] }).decrypt(input as never);
         return Buffer.from(result.payload);
       } catch {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
+import { loadUndici } from '../../util/load-undici.js';
 import { ImagegateError, isImagegateError } from '../../errors.js';
 import { DEFAULT_RETRY, retrying, type RetryPolicy } from '../../util/retry.js';
 import { RegistryAuth, MAX_TOKEN_BODY_BYTES, type TokenRequest, type TokenResponse } from './auth.js';
@@ -60,7 +61,8 @@ export class RegistryHttp {
   readonly host: string;
   readonly base: URL;
   readonly retry: RetryPolicy;
-  private readonly agent: Agent;
+  private readonly agentOptions: Agent.Options;
+  private agentCreated: Promise<Agent> | undefined;
   private readonly auth: RegistryAuth;
   private pinged: Promise<void> | undefined;
 
@@ -68,17 +70,22 @@ export class RegistryHttp {
     this.host = options.host;
     this.base = new URL(`${options.plainHttp ? 'http' : 'https'}://${options.host}`);
     this.retry = options.retry ?? DEFAULT_RETRY;
-    this.agent = new Agent({
+    this.agentOptions = {
       connections: options.connections ?? 8,
       connect: { secureContext: trustedContext(options.ca) },
       headersTimeout: 120_000,
       bodyTimeout: 300_000,
-    });
+    };
     this.auth = new RegistryAuth(options.host, options.credentials, (r) => this.fetchToken(r), options.plainHttp);
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    if (this.agentCreated !== undefined) await (await this.agentCreated).close();
+  }
+
+  /** This host's connection pool, made on the first request (undici itself is loaded only by commands that use HTTP). */
+  private agent(): Promise<Agent> {
+    return (this.agentCreated ??= loadUndici().then(({ Agent }) => new Agent(this.agentOptions)));
   }
 
   /** Sends a request, expecting one of `req.expect`; the caller must consume or dump the body. */
@@ -119,7 +126,7 @@ export class RegistryHttp {
       async () => {
         let res: Dispatcher.ResponseData;
         try {
-          res = await request(new URL('/v2/', this.base), { method: 'GET', dispatcher: this.agent, signal });
+          res = await (await loadUndici()).request(new URL('/v2/', this.base), { method: 'GET', dispatcher: await this.agent(), signal });
         } catch (e) {
           throw networkError(e, ctx);
         }
@@ -158,7 +165,7 @@ export class RegistryHttp {
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { ...req.headers };
       if (authorization !== undefined && url.origin === this.base.origin) headers.authorization = authorization;
-      const res = await request(url, { method: req.method, headers, body: req.body ?? null, dispatcher: this.agent, signal: req.signal });
+      const res = await (await loadUndici()).request(url, { method: req.method, headers, body: req.body ?? null, dispatcher: await this.agent(), signal: req.signal });
       const location = headerValue(res.headers, 'location');
       const redirect = [301, 302, 303, 307, 308].includes(res.statusCode) && location !== undefined;
       if (!redirect || (req.method !== 'GET' && req.method !== 'HEAD')) return { status: res.statusCode, headers: res.headers, body: res.body, url };
@@ -176,7 +183,7 @@ export class RegistryHttp {
     return retrying(async () => {
       let res: Dispatcher.ResponseData;
       try {
-        res = await request(r.url, { method: r.method, headers: r.headers, body: r.form ?? null, dispatcher: this.agent });
+        res = await (await loadUndici()).request(r.url, { method: r.method, headers: r.headers, body: r.form ?? null, dispatcher: await this.agent() });
       } catch (e) {
         throw networkError(e, ctx);
       }
