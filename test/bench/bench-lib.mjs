@@ -40,13 +40,13 @@ export async function writeKeyPair(dir) {
   return { pub, priv };
 }
 
-/** Runs a command under GNU time; returns seconds and peak RSS in MiB. */
+/** Runs a command under GNU time; returns wall seconds, CPU seconds (user + system, all threads) and peak RSS in MiB. */
 export function timed(cmd, args) {
-  const r = spawnSync(TIME, ['-f', '%e %M', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(TIME, ['-f', '%e %U %S %M', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   const lines = r.stderr.trim().split('\n');
-  const [secs, kib] = lines[lines.length - 1].split(' ').map(Number);
+  const [secs, user, sys, kib] = lines[lines.length - 1].split(' ').map(Number);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
-  return { seconds: secs, rssMiB: kib / 1024 };
+  return { seconds: secs, cpuSeconds: user + sys, rssMiB: kib / 1024 };
 }
 
 /** Prints one run's line to stderr and keeps it. */
@@ -55,15 +55,23 @@ export function record(results, c, run, r, bytes) {
   console.error(`run ${run}: ${c.tool} ${c.op}: ${r.seconds.toFixed(2)} s, ${(bytes / 1e6 / r.seconds).toFixed(0)} MB/s, peak RSS ${r.rssMiB.toFixed(0)} MiB`);
 }
 
-/** The Markdown table the README quotes: best and median time, best throughput, worst peak RSS per case. */
+/**
+ * The Markdown table the README quotes: best and median time, best throughput, CPU seconds of the best run, worst
+ * peak RSS per case, and for imagegate how many times faster than the reference tool's best on the same case.
+ */
 export function printTable(cases, results) {
-  console.log('| tool | op | best s | best MB/s | median s | peak RSS MiB (max) |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log('| tool | op | best s | best MB/s | median s | CPU s | peak RSS MiB (max) | speed-up |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  const best = (c) => results.filter((r) => r.tool === c.tool && r.op === c.op).sort((a, b) => a.seconds - b.seconds);
   for (const c of cases) {
-    const rs = results.filter((r) => r.tool === c.tool && r.op === c.op).sort((a, b) => a.seconds - b.seconds);
+    const rs = best(c);
     const median = rs[Math.floor(rs.length / 2)].seconds;
     const rss = Math.max(...rs.map((r) => r.rssMiB));
-    console.log(`| ${c.tool} | ${c.op} | ${rs[0].seconds.toFixed(2)} | ${rs[0].MBps.toFixed(0)} | ${median.toFixed(2)} | ${rss.toFixed(0)} |`);
+    const reference = c.tool === 'imagegate' ? cases.find((o) => o.tool !== 'imagegate' && o.op === c.op) : undefined;
+    const ratio = reference !== undefined ? `${(best(reference)[0].seconds / rs[0].seconds).toFixed(2)}× ${reference.tool}` : '';
+    console.log(
+      `| ${c.tool} | ${c.op} | ${rs[0].seconds.toFixed(2)} | ${rs[0].MBps.toFixed(0)} | ${median.toFixed(2)} | ${rs[0].cpuSeconds.toFixed(2)} | ${rss.toFixed(0)} | ${ratio} |`,
+    );
   }
 }
 
