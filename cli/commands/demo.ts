@@ -8,7 +8,7 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .summary('quick start: build a sample image, encrypt it for two generated keys, inspect and decrypt it')
     .argument('[dir]', 'working directory for keys and images', 'imagegate-demo')
-    .option('--force', 'remove the directory first if it exists')
+    .option('--force', 'replace what an earlier demo wrote in the directory (refused if it holds anything else)')
     .action(async (dir: string, flags: { force?: boolean }) => {
       const report = await runQuickstart(dir, info, { force: flags.force === true });
       info('');

@@ -7,12 +7,14 @@ import { DirectoryFiles } from './layout-files.js';
 import { readLayoutIndex, REF_NAME_ANNOTATION } from './oci-layout-source.js';
 import { LayoutWriterDestination } from './layout-writer-destination.js';
 import { exists, layoutIndexEntry, OciLayoutWriter } from './oci-layout-writer.js';
+import { createStagingDir, releaseStagingDir } from './staging-owner.js';
 import { stagingDirFor } from './staging-paths.js';
 
 /**
  * `oci:DIR[:TAG]` as a destination. A new layout is built in a hidden sibling directory and renamed into place
  * on commit; an existing layout gets new blobs in place (each written atomically) and its index.json replaced
- * last, and a failed run removes the blobs it added. Either way a failure leaves no new image behind.
+ * last, and a failed run removes the blobs it added. Either way a failure leaves no new image behind, and a run
+ * that fails before its first write creates nothing at all.
  */
 export class OciLayoutDestination extends LayoutWriterDestination implements ImageDestination {
   readonly canStoreEncryptedLayers = true;
@@ -26,9 +28,13 @@ export class OciLayoutDestination extends LayoutWriterDestination implements Ima
     writer: OciLayoutWriter,
     private readonly staging: string | undefined,
   ) {
-    super(writer);
+    super(writer, async () => {
+      if (staging !== undefined) await createStagingDir(staging);
+      await writer.init();
+    });
   }
 
+  /** Checks the target; creates nothing yet (see LayoutWriterDestination). */
   static async open(dir: string, tag: string | undefined, description: string): Promise<OciLayoutDestination> {
     const target = path.resolve(dir);
     let staging: string | undefined;
@@ -43,15 +49,16 @@ export class OciLayoutDestination extends LayoutWriterDestination implements Ima
     } else {
       staging = root = stagingDirFor(target);
     }
-    const writer = new OciLayoutWriter(root);
-    await writer.init();
-    return new OciLayoutDestination(description, target, tag, writer, staging);
+    return new OciLayoutDestination(description, target, tag, new OciLayoutWriter(root), staging);
   }
 
   async commit(root: Descriptor): Promise<void> {
+    await this.ready();
     const entry = layoutIndexEntry(root, this.tag);
     if (this.staging !== undefined) {
       await this.writer.writeIndex([entry]);
+      // The owner record belongs to the staging directory, not to the layout it becomes.
+      await releaseStagingDir(this.staging);
       // rename(2) replaces an empty directory, so an empty target is fine too.
       await rename(this.staging, this.dir);
       this.committed = true;
@@ -64,7 +71,7 @@ export class OciLayoutDestination extends LayoutWriterDestination implements Ima
   }
 
   async abort(): Promise<void> {
-    if (this.committed) return;
+    if (this.committed || !this.started) return;
     if (this.staging !== undefined) await rm(this.staging, { recursive: true, force: true });
     else await this.writer.removeCreated();
   }

@@ -5,7 +5,8 @@ import type { Descriptor } from '../image/descriptor.js';
 import type { ImageDestination } from '../image/image.js';
 import { LayoutWriterDestination } from './layout-writer-destination.js';
 import { OciLayoutWriter } from './oci-layout-writer.js';
-import { stagingDirFor, tempFileFor } from './staging-paths.js';
+import { createStagingDir } from './staging-owner.js';
+import { stagingDirFor } from './staging-paths.js';
 import { checkArchiveTarget, replaceFile, writeTarFile, type ArchiveMember } from './tar-pack.js';
 
 /** Where an archive destination stages its blobs before packing them. */
@@ -15,54 +16,60 @@ export interface ArchiveStaging {
   writer: OciLayoutWriter;
 }
 
-/** Checks the target and creates a staging layout beside it, so the final rename stays on one file system. */
+/**
+ * Checks the target and names a staging layout beside it, so the final rename stays on one file system. The
+ * directory itself is created on the first write (see LayoutWriterDestination).
+ */
 export async function openStaging(file: string, description: string): Promise<ArchiveStaging> {
   const target = path.resolve(file);
   await checkArchiveTarget(target, description);
   const staging = stagingDirFor(target);
-  const writer = new OciLayoutWriter(staging);
-  try {
-    await writer.init();
-  } catch (e) {
-    await rm(staging, { recursive: true, force: true });
-    throw new ImagegateError('DESTINATION', `${description}: cannot create the staging directory ${staging}: ${(e as Error).message}`, { cause: e });
-  }
-  return { target, staging, writer };
+  return { target, staging, writer: new OciLayoutWriter(staging) };
 }
 
 /**
  * A destination that is one archive file (oci-archive, docker-archive): blobs are staged as an OCI layout beside
- * the target, and `commit` packs what the format needs into a temporary file that replaces the target at once.
- * Nothing exists at the target until then, and `abort` removes the staging area and the temporary file.
+ * the target, and `commit` packs what the format needs into a temporary file inside the staging directory that
+ * then replaces the target at once. Nothing exists at the target until then, and `abort` removes the staging
+ * directory with everything in it; so does a later run's sweep, when this one was killed.
  */
 export abstract class StagedArchiveDestination extends LayoutWriterDestination implements ImageDestination {
   abstract readonly canStoreEncryptedLayers: boolean;
   abstract readonly canStoreIndex: boolean;
   protected readonly target: string;
   protected readonly staging: string;
-  private readonly tmp: string;
 
   constructor(
     readonly description: string,
     staged: ArchiveStaging,
   ) {
-    super(staged.writer);
+    super(staged.writer, async () => {
+      try {
+        await createStagingDir(staged.staging);
+        await staged.writer.init();
+      } catch (e) {
+        await rm(staged.staging, { recursive: true, force: true });
+        throw new ImagegateError('DESTINATION', `${description}: cannot create the staging directory ${staged.staging}: ${(e as Error).message}`, { cause: e });
+      }
+    });
     this.target = staged.target;
     this.staging = staged.staging;
-    this.tmp = tempFileFor(staged.target);
   }
 
   abstract commit(root: Descriptor): Promise<void>;
 
   /** Packs `members` into the target, replacing it atomically, and removes the staging area. */
   protected async packIntoTarget(members: readonly ArchiveMember[]): Promise<void> {
-    await writeTarFile(this.tmp, members, this.description);
-    await replaceFile(this.tmp, this.target, this.description);
+    await this.ready();
+    // Not a name any member has: members are oci-layout, index.json, manifest.json, blobs/… or digest-named files.
+    const tmp = path.join(this.staging, '.archive.tmp');
+    await writeTarFile(tmp, members, this.description);
+    await replaceFile(tmp, this.target, this.description);
     await rm(this.staging, { recursive: true, force: true });
   }
 
   async abort(): Promise<void> {
+    if (!this.started) return;
     await rm(this.staging, { recursive: true, force: true });
-    await rm(this.tmp, { force: true });
   }
 }

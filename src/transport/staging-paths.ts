@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
-/** A hidden staging directory beside the target, so the final rename stays on one file system. */
-export function stagingDirFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.imagegate-${randomBytes(6).toString('hex')}`);
+/** What every staging directory of `target` is named with: hidden, beside it, so the final rename stays on one file system. */
+export function stagingPrefixFor(target: string): string {
+  return `.${path.basename(target)}.imagegate-`;
 }
 
-export function tempFileFor(target: string): string {
-  return `${target}.tmp-${randomBytes(6).toString('hex')}`;
+/** A fresh staging directory name for `target`; created by `createStagingDir` (staging-owner.ts). */
+export function stagingDirFor(target: string): string {
+  return path.join(path.dirname(target), `${stagingPrefixFor(target)}${randomBytes(6).toString('hex')}`);
 }
