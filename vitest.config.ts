@@ -2,8 +2,13 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    // The JSON report lets .ci/run print a one-line "N passed, N failed" summary.
-    reporters: ['default', ['json', { outputFile: '.cache/vitest-results.json' }]],
+    // The JSON report lets .ci/run print a one-line "N passed, N failed" summary; the last reporter ends the run with
+    // how many tests were skipped for want of a tool, and the command that prepares them.
+    reporters: [
+      'default',
+      ['json', { outputFile: '.cache/vitest-results.json' }],
+      './test/support/skipped-summary-reporter.ts',
+    ],
     projects: [
       {
         test: {
