@@ -6,11 +6,17 @@ import { VAULT_PROVIDER_NAME } from '../src/crypto/wrappers/vault.js';
 import { parseTransitKeyRef, type TransitKeyRef } from '../src/vault/transit.js';
 import { vaultLayerKeysFromEnv } from './vault.js';
 
-const PLANNED_SCHEMES: Record<string, string> = {
+/**
+ * Recipient schemes of ocicrypt (and the `x509:` people type for pkcs7) that imagegate does not wrap for. Naming one
+ * is a key problem (exit 4, like an unusable key file), not a malformed flag: the user has a key, of a kind we
+ * cannot use, and the remedy is another key.
+ */
+const UNSUPPORTED_SCHEMES: Record<string, string> = {
   provider: 'the only key provider built in is imagegate (provider:imagegate:[MOUNT/]KEY, the same as vault:[MOUNT/]KEY)',
-  pkcs7: 'pkcs7 recipients are not supported; use jwe',
-  pgp: 'pgp recipients are not supported; use jwe',
-  pkcs11: 'pkcs11 recipients are not supported; use jwe',
+  pkcs7: 'pkcs7 (X.509 certificate) recipients are not supported; use jwe: with the certificate\'s public key (openssl x509 -pubkey -noout -in CERT > key.pub.pem)',
+  x509: 'x509 is not a recipient scheme (ocicrypt takes certificates as pkcs7:, which imagegate does not support); use jwe: with the certificate\'s public key (openssl x509 -pubkey -noout -in CERT > key.pub.pem)',
+  pgp: 'pgp recipients are not supported; use a jwe: public key (imagegate keygen --out NAME makes one)',
+  pkcs11: 'pkcs11 recipients are not supported; use a jwe: public key exported from the token',
 };
 
 const PROVIDER_PREFIX = `provider:${VAULT_PROVIDER_NAME}:`;
@@ -35,8 +41,10 @@ export async function loadRecipients(specs: readonly string[], binding?: string)
       continue;
     }
     if (keyWrapper(scheme) === undefined) {
-      const why = PLANNED_SCHEMES[scheme] ?? `unknown scheme ${JSON.stringify(scheme)}; use jwe:PUBLIC_KEY`;
-      throw new ImagegateError('UNSUPPORTED', `--recipient ${spec}: ${why}`);
+      const unsupported = UNSUPPORTED_SCHEMES[scheme];
+      if (unsupported !== undefined) throw new ImagegateError('BAD_KEY', `--recipient ${spec}: ${unsupported}`);
+      // Not a scheme at all: a typo in the flag (`jew:`), so a usage error.
+      throw new ImagegateError('USAGE', `--recipient ${spec}: unknown scheme ${JSON.stringify(scheme)}; use jwe:PUBLIC_KEY or vault:[MOUNT/]KEY`);
     }
     const list = groups.get(scheme) ?? [];
     list.push(await loadPublicKey(value));

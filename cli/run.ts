@@ -1,5 +1,7 @@
 import { CommanderError } from 'commander';
 import { ImagegateError } from '../src/errors.js';
+import { errorFromSystemFailure } from '../src/util/system-errors.js';
+import { reportedAsJson } from './progress.js';
 
 /** Exit code for failures that are our bug, not the user's input. */
 export const EXIT_INTERNAL = 1;
@@ -12,13 +14,17 @@ export function info(message: string): void {
 }
 
 /**
- * Turns any failure into one clear line on stderr and a meaningful exit code. Only our own typed errors are
- * shown as they are; anything else is an internal error, shown with its stack when IMAGEGATE_DEBUG is set.
+ * Turns any failure into one clear line on stderr and a meaningful exit code. Our own typed errors are shown as they
+ * are, and system failures a user can fix (a full disk, a port in use) as the typed error they amount to; anything
+ * else is an internal error, shown with its stack when IMAGEGATE_DEBUG is set.
  */
 export function reportFailure(e: unknown): number {
-  if (e instanceof ImagegateError) {
-    info(`imagegate: ${e.message}`);
-    return e.exitCode;
+  const typed = e instanceof ImagegateError ? e : errorFromSystemFailure(e);
+  // --progress json already wrote this failure as its result event; a text line would break "JSON lines only".
+  if (reportedAsJson(e)) return typed?.exitCode ?? EXIT_INTERNAL;
+  if (typed !== undefined) {
+    info(`imagegate: ${typed.message}`);
+    return typed.exitCode;
   }
   if (e instanceof CommanderError) {
     // commander already printed its message (unknown option, missing argument).
@@ -35,12 +41,12 @@ export function reportFailure(e: unknown): number {
  * An AbortSignal that fires on the first SIGINT or SIGTERM, so a running copy stops and removes what it staged;
  * a second signal exits at once.
  */
-export function interruptSignal(): AbortSignal {
+export function interruptSignal(leaves = 'nothing was written'): AbortSignal {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals): void => {
     if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
     info(`imagegate: ${name}: stopping and removing partial output (again to quit at once)`);
-    controller.abort(new ImagegateError('INTERRUPTED', `interrupted by ${name}; nothing was written`));
+    controller.abort(new ImagegateError('INTERRUPTED', `interrupted by ${name}; ${leaves}`));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

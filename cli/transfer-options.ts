@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { X509Certificate } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { ImagegateError } from '../src/errors.js';
 import type { CopyOptions } from '../src/ops/copy.js';
@@ -8,14 +9,16 @@ import { readUserFile } from '../src/util/user-file.js';
 import type { RegistryOptions } from '../src/transport/registry/location.js';
 import type { TransportOptions } from '../src/transport/transports.js';
 import { parseByteSize, parseCount } from '../src/util/size.js';
-import { createProgressReporter, resolveProgressMode, type ProgressReporter } from './progress.js';
+import { createProgressReporter, resolveProgressMode, type BlobProgress, type ProgressReporter } from './progress.js';
 import { collect } from './run.js';
+import { addRefusedFlag, addTlsVerify } from './skopeo-flags.js';
 
 /** Flags shared by commands that read or write images (registries, progress, parallelism). */
 export interface TransferFlags {
   creds?: string;
   srcCreds?: string;
   destCreds?: string;
+  credsStdin?: boolean;
   authfile?: string;
   caCert: string[];
   insecure?: boolean;
@@ -39,13 +42,21 @@ export function addTransferOptions(command: Command, copies: boolean): Command {
   command
     .option(
       '--creds <user[:password]>',
-      'registry credentials (default: from auth.json / ~/.docker/config.json and credential helpers); with USER alone the password is asked for on the terminal, or read as one line from standard input',
+      'registry credentials (default: from auth.json / ~/.docker/config.json and credential helpers); with USER alone the password is asked for on the terminal, without echo, or read from standard input with --creds-stdin',
     )
+    .option('--creds-stdin', 'read the password of --creds USER (and --src-creds/--dest-creds USER) from standard input, one line each, in that order')
     .option('--authfile <file>', 'read registry credentials only from this auth file (containers-auth.json or docker config.json)')
     .option('--ca-cert <file>', 'trust this PEM CA certificate for registry TLS; repeatable', collect, [])
     .option('--insecure', 'allow plain HTTP to a registry on this machine (localhost, 127.0.0.0/8, ::1)')
     .option('--insecure-registry <host:port>', 'allow plain HTTP to this registry only (on this machine); repeatable', collect, []);
+  addTlsVerify(command, '--tls-verify');
+  addRefusedFlag(command, '--cert-dir <dir>', 'did you mean --ca-cert DIR/ca.crt? imagegate takes the CA certificate file itself, and no client certificates');
   if (copies) {
+    for (const side of ['src', 'dest']) {
+      addTlsVerify(command, `--${side}-tls-verify`);
+      addRefusedFlag(command, `--${side}-authfile <file>`, 'did you mean --authfile FILE? imagegate reads one auth file for source and destination (or give --src-creds/--dest-creds)');
+      addRefusedFlag(command, `--${side}-cert-dir <dir>`, 'did you mean --ca-cert DIR/ca.crt? imagegate takes CA certificate files (repeatable, for both sides), and no client certificates');
+    }
     command
       .option('--src-creds <user[:password]>', 'credentials for the source registry only (USER alone: the password is asked for, as with --creds)')
       .option('--dest-creds <user[:password]>', 'credentials for the destination registry only (USER alone: the password is asked for, as with --creds)')
@@ -57,11 +68,11 @@ export function addTransferOptions(command: Command, copies: boolean): Command {
   return command;
 }
 
-/** Reads the flags into transport and copy options; files (CA certificates) are read here so errors come first. */
+/** Reads the flags into transport and copy options; files (CA certificates) are read and checked here so errors come first. */
 export async function transferSettings(flags: TransferFlags, verb: string): Promise<TransferSettings> {
   // The injected check and unpack containers get a private registry's CA through the environment (no file to mount).
   const fromEnv = process.env[REGISTRY_CA_ENV] !== undefined && process.env[REGISTRY_CA_ENV] !== '' ? [process.env[REGISTRY_CA_ENV]] : [];
-  const cas = [...(await Promise.all(flags.caCert.map(readCaFile))), ...fromEnv];
+  const cas = [...(await Promise.all(flags.caCert.map((file) => readCaCertificateFile(file, '--ca-cert')))), ...fromEnv];
   const ca = cas.length > 0 ? cas.join('\n') : undefined;
   const base: RegistryOptions = {
     ...(flags.authfile !== undefined ? { authFile: flags.authfile } : {}),
@@ -85,9 +96,24 @@ export async function transferSettings(flags: TransferFlags, verb: string): Prom
     copy: {
       ...(flags.jobs !== undefined ? { concurrency: parseCount(flags.jobs, '--jobs', 1, 32) } : {}),
       ...(base.retry !== undefined ? { retry: base.retry } : {}),
-      ...(progress !== undefined ? { onProgress: (e) => progress.update(e) } : {}),
+      ...(progress !== undefined ? { onProgress: eachFailureSaidOnce((e) => progress.update(e)) } : {}),
     },
     progress,
+  };
+}
+
+/**
+ * Blobs in flight together that fail for one cause (credentials the registry refused, a full disk) fail with the
+ * same message: the first says it, the others only that they failed for the same reason, so the cause is read once
+ * and not once per layer.
+ */
+export function eachFailureSaidOnce(update: (e: BlobProgress) => void): (e: BlobProgress) => void {
+  const said = new Set<string>();
+  return (e) => {
+    if (e.phase !== 'failed' || e.message === undefined) return update(e);
+    if (said.has(e.message)) return update({ ...e, message: 'the same error as above' });
+    said.add(e.message);
+    update(e);
   };
 }
 
@@ -97,9 +123,12 @@ const MAX_PASSWORD_LINE = 4096;
 /**
  * The credential flags with every password filled in. A password on a command line is visible to every user of the
  * machine (`ps`, /proc) and lands in shell history and CI logs, so, as in skopeo, `--creds USER` without
- * `:PASSWORD` asks for it: on a terminal a prompt on stderr without echo, otherwise one line from standard input
- * (`printf '%s\n' "$PASSWORD" | imagegate … --creds USER`). With several such flags the lines are read in the order
- * --creds, --src-creds, --dest-creds.
+ * `:PASSWORD` asks for it on a terminal (stderr, without echo); with `--creds-stdin` it reads one line from standard
+ * input instead (`printf '%s\n' "$PASSWORD" | imagegate … --creds USER --creds-stdin`), as `docker login
+ * --password-stdin` does. Standard input is read only when asked to: a CI job whose stdin is an open pipe would
+ * otherwise hang, and a command that reads manifests from `-` would lose them. Without a terminal or --creds-stdin
+ * the run is refused, and so is an empty password: sending one earns only a 401 that names no cause. With several
+ * such flags the lines are read in the order --creds, --src-creds, --dest-creds.
  */
 async function completeCredentials(flags: TransferFlags): Promise<Pick<TransferFlags, 'creds' | 'srcCreds' | 'destCreds'>> {
   const names = [
@@ -108,8 +137,19 @@ async function completeCredentials(flags: TransferFlags): Promise<Pick<TransferF
     ['destCreds', '--dest-creds'],
   ] as const;
   const out: Pick<TransferFlags, 'creds' | 'srcCreds' | 'destCreds'> = {};
-  const needing = names.filter(([key]) => flags[key] !== undefined && !flags[key]!.includes(':'));
-  const lines = needing.length > 0 && process.stdin.isTTY !== true ? stdinLines() : undefined;
+  const needing = names.filter(([key]) => flags[key] !== undefined && flags[key] !== '' && !flags[key]!.includes(':'));
+  if (flags.credsStdin === true && needing.length === 0) {
+    throw new ImagegateError('USAGE', '--creds-stdin reads the password of --creds USER, but no credentials flag is missing one; give --creds USER without :PASSWORD');
+  }
+  if (needing.length > 0 && flags.credsStdin !== true && process.stdin.isTTY !== true) {
+    const [key, flag] = needing[0]!;
+    const user = flags[key]!;
+    throw new ImagegateError(
+      'USAGE',
+      `${flag} ${user} gives no password, and standard input is not a terminal to ask on; pipe it in with --creds-stdin (printf '%s\\n' "$PASSWORD" | imagegate … ${flag} ${user} --creds-stdin), or use an auth file (--authfile)`,
+    );
+  }
+  const lines = needing.length > 0 && flags.credsStdin === true ? stdinLines() : undefined;
   try {
     for (const [key, flag] of names) {
       const text = flags[key];
@@ -119,6 +159,10 @@ async function completeCredentials(flags: TransferFlags): Promise<Pick<TransferF
         continue;
       }
       const password = lines !== undefined ? await lines.next(flag, text) : await promptHidden(`Password for ${text} (${flag}): `);
+      if (password === '') {
+        const where = lines !== undefined ? 'the line read from standard input is empty (is the variable piped in set?)' : 'no password was typed';
+        throw new ImagegateError('USAGE', `${flag} ${text}: ${where}; registries refuse an empty password`);
+      }
       out[key] = `${text}:${password}`;
     }
   } finally {
@@ -137,7 +181,7 @@ function stdinLines(): { next: (flag: string, user: string) => Promise<string>; 
       if (r.done === true) {
         throw new ImagegateError(
           'USAGE',
-          `${flag} ${user} gives no password, and standard input ended before one was read; pipe it in as one line (printf '%s\\n' "$PASSWORD" | imagegate … ${flag} ${user}), or use an auth file (--authfile)`,
+          `${flag} ${user} gives no password, and standard input ended before one was read; pipe it in as one line per password-less flag (printf '%s\\n' "$PASSWORD" | imagegate … ${flag} ${user} --creds-stdin), or use an auth file (--authfile)`,
         );
       }
       if (r.value.length > MAX_PASSWORD_LINE) throw new ImagegateError('USAGE', `${flag} ${user}: the line read from standard input is longer than ${MAX_PASSWORD_LINE} characters, so it is not a password`);
@@ -180,6 +224,20 @@ function promptHidden(question: string): Promise<string> {
   });
 }
 
-function readCaFile(file: string): Promise<string> {
-  return readUserFile(file, (reason) => `--ca-cert ${file}: cannot read it (${reason})`);
+/**
+ * A CA certificate file named by `flag` (--ca-cert, --webhook-ca, --check-registry-ca), refused at once when it cannot
+ * be read, is empty or holds no PEM certificate: otherwise the mistake shows only later, as an untrusted certificate
+ * that blames the server.
+ */
+export async function readCaCertificateFile(file: string, flag: string): Promise<string> {
+  const text = await readUserFile(file, (reason) => `${flag} ${file}: cannot read it (${reason})`);
+  if (text.trim() === '') throw new ImagegateError('USAGE', `${flag} ${file} is empty; give the PEM file of the CA that signed the server's certificate`);
+  const first = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(text);
+  if (first === null) throw new ImagegateError('USAGE', `${flag} ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA certificate, not a key or a DER file`);
+  try {
+    new X509Certificate(first[0]);
+  } catch (e) {
+    throw new ImagegateError('USAGE', `${flag} ${file}: its first certificate does not parse (${(e as Error).message})`);
+  }
+  return text;
 }

@@ -67,16 +67,20 @@ export class Histogram {
   }
 }
 
-/** A value read when scraped (cache sizes, hits). */
+/**
+ * A value read when scraped (cache sizes, hits). `counter` for one that only grows (hits, misses), so Prometheus's
+ * `rate()` may be applied to it and its `_total` name is what it says.
+ */
 export class Gauge {
   constructor(
     readonly name: string,
     readonly help: string,
     private readonly read: () => number,
+    private readonly type: 'gauge' | 'counter' = 'gauge',
   ) {}
 
   render(): string {
-    return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge\n${this.name} ${this.read()}`;
+    return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} ${this.type}\n${this.name} ${this.read()}`;
   }
 }
 

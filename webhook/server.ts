@@ -1,3 +1,4 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -6,6 +7,8 @@ import { admit, type AdmissionDeps } from '../src/admission/admit.js';
 import { apiServerTimeoutMs } from '../src/admission/look-up-budget.js';
 import { admissionReviewResponse, parseAdmissionReview } from '../src/admission/review.js';
 import type { TtlCache } from '../src/admission/ttl-cache.js';
+import { ImagegateError, systemErrorCode } from '../src/errors.js';
+import { addressOf } from '../src/util/system-errors.js';
 import { Counter, Gauge, Histogram, MetricsRegistry } from './metrics.js';
 
 export interface WebhookServerOptions {
@@ -45,17 +48,17 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
   const metrics = new MetricsRegistry();
   const decisions = metrics.register(new Counter('imagegate_admission_decisions_total', 'Admission decisions by hook, result and rule'));
   const latency = metrics.register(new Histogram('imagegate_admission_duration_seconds', 'Time to answer an AdmissionReview', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]));
-  const upstreamErrors = metrics.register(new Counter('imagegate_upstream_errors_total', 'Registry look-ups that failed, by error code'));
+  const upstreamErrors = metrics.register(new Counter('imagegate_upstream_errors_total', 'Registry look-ups that failed, by hook'));
   const badRequests = metrics.register(new Counter('imagegate_bad_requests_total', 'Requests refused before admission, by reason'));
   if (options.cache !== undefined) {
     const cache = options.cache;
-    metrics.register(new Gauge('imagegate_image_cache_hits_total', 'Image look-ups answered from the cache', () => cache.hits));
-    metrics.register(new Gauge('imagegate_image_cache_misses_total', 'Image look-ups that went to a registry', () => cache.misses));
+    metrics.register(new Gauge('imagegate_image_cache_hits_total', 'Image look-ups answered from the cache', () => cache.hits, 'counter'));
+    metrics.register(new Gauge('imagegate_image_cache_misses_total', 'Image look-ups that went to a registry', () => cache.misses, 'counter'));
     metrics.register(new Gauge('imagegate_image_cache_entries', 'Images in the cache', () => cache.size));
   }
 
   let ready = true;
-  const loadTls = (): { cert: Buffer; key: Buffer } => ({ cert: readFileSync(options.certFile), key: readFileSync(options.keyFile) });
+  const loadTls = (): { cert: Buffer; key: Buffer } => readTlsPair(options.certFile, options.keyFile);
   const server = https.createServer({ ...loadTls(), minVersion: 'TLSv1.2' }, (req, res) => {
     void handle(req, res).catch((e: unknown) => {
       log({ level: 'error', msg: 'unhandled', error: e instanceof Error ? e.message : String(e) });
@@ -138,7 +141,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => reject(listenError(e, options.host, options.port)));
     server.listen(options.port, options.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
@@ -158,6 +161,58 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       });
     },
   };
+}
+
+/**
+ * The serving certificate and key, checked one by one and as a pair, so a wrong file is named (at start-up exit 2;
+ * on rotation the old pair stays). A key that does not match the certificate is the common case: cert-manager
+ * or a hand-made secret updating one file before the other, or two files from different runs of openssl.
+ */
+export function readTlsPair(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new ImagegateError('USAGE', `cannot read the TLS ${what} ${file} (${systemErrorCode(e) ?? String(e)}); check the --${what === 'certificate' ? 'cert' : 'key'} path`);
+    }
+  };
+  const cert = read(certFile, 'certificate');
+  const key = read(keyFile, 'key');
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (e) {
+    throw new ImagegateError('USAGE', `TLS certificate ${certFile} is not a PEM certificate (${(e as Error).message}); --cert takes the serving certificate, e.g. tls.crt`);
+  }
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (e) {
+    throw new ImagegateError('USAGE', `TLS key ${keyFile} is not a PEM private key (${(e as Error).message}); --key takes the key of the serving certificate, e.g. tls.key`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new ImagegateError(
+      'USAGE',
+      `TLS key ${keyFile} does not belong to certificate ${certFile} (its public key differs); give the key the certificate was issued for, from the same Secret or the same openssl run`,
+    );
+  }
+  return { cert, key };
+}
+
+/** Why the server could not listen, in terms of --listen. */
+function listenError(e: unknown, host: string, port: number): Error {
+  const address = addressOf(e) ?? `${host}:${port}`;
+  const code = systemErrorCode(e);
+  if (code === 'EADDRINUSE') {
+    return new ImagegateError('USAGE', `cannot listen on ${address}: another process is using that port (perhaps another webhook); stop it, or choose a free port with --listen HOST:PORT`, { cause: e });
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new ImagegateError('USAGE', `cannot listen on ${address}: it is not an address of this machine; give one of its addresses, or 0.0.0.0, with --listen`, { cause: e });
+  }
+  if (code === 'EACCES') {
+    return new ImagegateError('USAGE', `cannot listen on ${address}: ports below 1024 need privileges; choose a port of 1024 or more with --listen`, { cause: e });
+  }
+  return e instanceof Error ? e : new Error(String(e));
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {

@@ -2,11 +2,15 @@ import type { Command } from 'commander';
 import { parsePlatform } from '../../src/image/descriptor.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
+import { INTERRUPTED_PUSH_LEAVES } from '../../src/transport/registry/registry-destination.js';
 import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
+import { describeSweptStaging, sweepStaleStagingOf } from '../../src/transport/staging-sweep.js';
 import { vaultLayerKeysFromEnv } from '../vault.js';
 import { loadKeys } from '../recipients.js';
-import { collect, info, interruptSignal } from '../run.js';
+import { collect, interruptSignal } from '../run.js';
+import { endProgress, note } from '../progress.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
+import { addAlias, decryptionKeyFile } from '../skopeo-flags.js';
 
 interface DecryptFlags extends TransferFlags {
   key: string[];
@@ -26,11 +30,12 @@ export function registerDecrypt(program: Command): void {
     )
     .argument('<source>', 'encrypted image: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG]')
     .argument('<destination>', 'where to write the plain image: docker://HOST/REPO[:TAG], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]')
-    .option('-k, --key <file>', 'private key (PEM PKCS#8/PKCS#1/SEC1, DER or JWK); repeatable, each is tried', collect, [])
+    .option('-k, --key <file>', "private key (PEM PKCS#8/PKCS#1/SEC1, DER or JWK); repeatable, each is tried (skopeo's --decryption-key)", collect, [])
     .option('--vault', 'unwrap Vault-wrapped layer keys through Vault Transit (settings from VAULT_ADDR, VAULT_TOKEN or IMAGEGATE_VAULT_AUTH…)')
     .option('-l, --layer <index>', 'decrypt only this layer (0 = bottom, -1 = top); repeatable', collect, [])
     .option('-p, --platform <os/arch[/variant]>', 'decrypt only this platform; repeatable', collect, [])
     .option('-q, --quiet', 'print only the digest of the result');
+  addAlias(command, '--decryption-key <file>', 'key', decryptionKeyFile);
   addTransferOptions(command, true)
     .addHelpText(
       'after',
@@ -42,29 +47,35 @@ Examples:
     )
     .action(async (src: string, dst: string, flags: DecryptFlags) => {
       // First: a Ctrl-C from here on removes whatever gets staged.
-      const signal = interruptSignal();
+      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined);
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const keys = await loadKeys(flags.key);
       const vault = flags.vault === true ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(src) } : undefined;
       const transfer = await transferSettings(flags, 'decrypt');
-      const result = await withSource(
-        src,
-        async (source) =>
-          decryptImage(source, await openDestination(dst, transfer.destination), {
-            keys,
-            vault,
-            layers,
-            platforms,
-            platform: platforms[0],
-            signal,
-            ...transfer.copy,
-          }),
-        transfer.source,
-      ).finally(() => transfer.progress?.finish());
+      // Arguments are valid: clear what killed runs into the same destination left, before adding to it.
+      for (const swept of await sweepStaleStagingOf(dst)) note(transfer.progress, describeSweptStaging(swept));
+      const result = await endProgress(
+        withSource(
+          src,
+          async (source) =>
+            decryptImage(source, await openDestination(dst, transfer.destination), {
+              keys,
+              vault,
+              layers,
+              platforms,
+              platform: platforms[0],
+              signal,
+              ...transfer.copy,
+            }),
+          transfer.source,
+        ),
+        transfer.progress,
+      );
       if (!flags.quiet) {
-        info(result.rewrittenLayers === 0 ? `no encrypted layers to decrypt; copied to ${dst}` : `decrypted and verified ${result.rewrittenLayers} layer(s); wrote ${dst}`);
+        note(transfer.progress, result.rewrittenLayers === 0 ? `no encrypted layers to decrypt; copied to ${dst}` : `decrypted and verified ${result.rewrittenLayers} layer(s); wrote ${dst}`);
       }
+      transfer.progress?.result({ ok: true, fields: { digest: result.root.digest, destination: dst, rewrittenLayers: result.rewrittenLayers } });
       process.stdout.write(`${result.root.digest}\n`);
     });
 }

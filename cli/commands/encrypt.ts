@@ -4,10 +4,14 @@ import { encryptImage } from '../../src/ops/encrypt.js';
 import { podModelSettings } from '../../src/ops/pod-model.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { canonicalRepositoryName } from '../../src/image/reference.js';
+import { INTERRUPTED_PUSH_LEAVES } from '../../src/transport/registry/registry-destination.js';
 import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
+import { describeSweptStaging, sweepStaleStagingOf } from '../../src/transport/staging-sweep.js';
 import { loadRecipients } from '../recipients.js';
-import { collect, info, interruptSignal } from '../run.js';
+import { collect, interruptSignal } from '../run.js';
+import { endProgress, note } from '../progress.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
+import { addAlias, commaList } from '../skopeo-flags.js';
 
 interface EncryptFlags extends TransferFlags {
   recipient: string[];
@@ -30,16 +34,18 @@ export function registerEncrypt(program: Command): void {
     .argument('<destination>', 'where to write the encrypted image: docker://HOST/REPO[:TAG], oci:DIR[:TAG] or oci-archive:FILE[:TAG]')
     .option(
       '-r, --recipient <scheme:value>',
-      'who can decrypt: jwe:PUBLIC_KEY (PEM, DER or JWK; RSA or EC), or vault:[MOUNT/]KEY (a Vault Transit key; Vault settings from VAULT_ADDR etc.); repeatable',
+      "who can decrypt: jwe:PUBLIC_KEY (PEM, DER or JWK; RSA or EC), or vault:[MOUNT/]KEY (a Vault Transit key; Vault settings from VAULT_ADDR etc.); repeatable (skopeo's --encryption-key)",
       collect,
       [],
     )
     .option('--bind <host/repo>', 'repository Vault-wrapped keys are bound to (default: the docker:// destination)')
     .option('--plain-base <image>', 'pod model: keep the layers of this registry image (the base the image was built FROM) plain, and encrypt the rest')
     .option('--paths <list>', "pod model: comma-separated image paths the encrypted layers write (refused if they write elsewhere or delete base files)")
-    .option('-l, --layer <index>', 'encrypt only this layer: 0 = bottom, -1 = top; repeatable (default: all layers)', collect, [])
+    .option('-l, --layer <index>', "encrypt only this layer: 0 = bottom, -1 = top; repeatable (default: all layers; skopeo's --encrypt-layer 0,-1)", collect, [])
     .option('-p, --platform <os/arch[/variant]>', 'encrypt only this platform of a multi-platform image; repeatable (others are kept as they are)', collect, [])
     .option('-q, --quiet', 'print only the digest of the result');
+  addAlias(command, '--encryption-key <scheme:value>', 'recipient');
+  addAlias(command, '--encrypt-layer <indexes>', 'layer', commaList);
   addTransferOptions(command, true)
     .addHelpText(
       'after',
@@ -53,32 +59,38 @@ Examples:
     .action(async (src: string, dst: string, flags: EncryptFlags) => {
       // Flags first: a typo should not wait behind key loading.
       // First: a Ctrl-C from here on removes whatever gets staged.
-      const signal = interruptSignal();
+      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined);
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const recipients = await loadRecipients(flags.recipient, flags.bind !== undefined ? canonicalRepositoryName(flags.bind) : repositoryOf(dst));
       const transfer = await transferSettings(flags, 'encrypt');
-      const result = await withSource(
-        src,
-        async (source) => {
-          const pod =
-            flags.plainBase !== undefined
-              ? await withSource(flags.plainBase, (base) => podModelSettings(source, base, repositoryOf(flags.plainBase!), (flags.paths ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')), transfer.source)
-              : undefined;
-          return encryptImage(source, await openDestination(dst, transfer.destination), {
-            ...(pod !== undefined ? { pod } : {}),
-            recipients,
-            layers,
-            platforms,
-            platform: platforms[0],
-            signal,
-            onSkip: flags.quiet ? undefined : (label, reason) => info(`skipped ${label}: ${reason}`),
-            ...transfer.copy,
-          });
-        },
-        transfer.source,
-      ).finally(() => transfer.progress?.finish());
-      if (!flags.quiet) info(`encrypted ${result.rewrittenLayers} layer(s); wrote ${dst}`);
+      // Arguments are valid: clear what killed runs into the same destination left, before adding to it.
+      for (const swept of await sweepStaleStagingOf(dst)) note(transfer.progress, describeSweptStaging(swept));
+      const result = await endProgress(
+        withSource(
+          src,
+          async (source) => {
+            const pod =
+              flags.plainBase !== undefined
+                ? await withSource(flags.plainBase, (base) => podModelSettings(source, base, repositoryOf(flags.plainBase!), (flags.paths ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')), transfer.source)
+                : undefined;
+            return encryptImage(source, await openDestination(dst, transfer.destination), {
+              ...(pod !== undefined ? { pod } : {}),
+              recipients,
+              layers,
+              platforms,
+              platform: platforms[0],
+              signal,
+              onSkip: flags.quiet ? undefined : (label, reason) => note(transfer.progress, `skipped ${label}: ${reason}`),
+              ...transfer.copy,
+            });
+          },
+          transfer.source,
+        ),
+        transfer.progress,
+      );
+      if (!flags.quiet) note(transfer.progress, `encrypted ${result.rewrittenLayers} layer(s); wrote ${dst}`);
+      transfer.progress?.result({ ok: true, fields: { digest: result.root.digest, destination: dst, rewrittenLayers: result.rewrittenLayers } });
       process.stdout.write(`${result.root.digest}\n`);
     });
 }

@@ -2,13 +2,12 @@ import type { Command } from 'commander';
 import { roleTemplateProblem, type CheckContainerSettings } from '../../src/admission/check-container.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import { ImagegateError } from '../../src/errors.js';
-import { readUserFile } from '../../src/util/user-file.js';
 import { parseCount } from '../../src/util/size.js';
 import { inClusterApi, kubernetesPullSecrets } from '../../webhook/pull-secrets.js';
 import { watchPolicyFile } from '../../webhook/policy-watch.js';
 import { startWebhookServer } from '../../webhook/server.js';
 import { info } from '../run.js';
-import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
+import { addTransferOptions, readCaCertificateFile, transferSettings, type TransferFlags } from '../transfer-options.js';
 import { registerWebhookReview } from './webhook-review.js';
 
 interface ServeFlags extends TransferFlags {
@@ -131,7 +130,7 @@ async function checkSettings(flags: ServeFlags): Promise<CheckContainerSettings 
     audience: flags.checkAudience,
     ...(flags.checkAuthMount !== undefined ? { authMount: flags.checkAuthMount } : {}),
     ...(flags.checkRegistryCa !== undefined
-      ? { registryCa: await readUserFile(flags.checkRegistryCa, (reason) => `--check-registry-ca ${flags.checkRegistryCa}: cannot read it (${reason})`) }
+      ? { registryCa: await readCaCertificateFile(flags.checkRegistryCa, '--check-registry-ca') }
       : {}),
   };
 }

@@ -96,8 +96,21 @@ export function parsePolicy(text: string, where: string): AdmissionPolicy {
   return { apiVersion: apiVersion as AdmissionPolicy['apiVersion'], kind: POLICY_KIND, mode, runtimeModel, failurePolicy, namespaces: { include, exempt }, repositories, insecureRegistries };
 }
 
-/** Reads and parses a policy file; a missing file is a usage error naming it. */
+/**
+ * Reads and parses a policy file. Everything wrong with it (missing, too big, malformed, a bad field) is a usage
+ * error, exit 2: the policy is the operator's own input, like a flag, not an image (exit 3), so scripts and CI can
+ * tell "fix your policy" from "the image is broken". `parsePolicy` keeps BAD_FORMAT for documents from elsewhere.
+ */
 export async function loadPolicyFile(file: string): Promise<AdmissionPolicy> {
+  try {
+    return parsePolicy(await readPolicyText(file), file);
+  } catch (e) {
+    if (e instanceof ImagegateError && e.code === 'BAD_FORMAT') throw new ImagegateError('USAGE', e.message, { cause: e });
+    throw e;
+  }
+}
+
+async function readPolicyText(file: string): Promise<string> {
   let text: string;
   try {
     const handle = await open(file, 'r');
@@ -126,9 +139,9 @@ export async function loadPolicyFile(file: string): Promise<AdmissionPolicy> {
     const code = systemErrorCode(e);
     if (code === 'ENOENT') throw new ImagegateError('USAGE', `policy file ${file} does not exist`);
     if (code === 'EISDIR') throw new ImagegateError('USAGE', `policy file ${file} is a directory, not a file`);
-    throw new ImagegateError('IO', `cannot read policy file ${file}: ${(e as Error).message}`, { cause: e });
+    throw new ImagegateError('USAGE', `cannot read policy file ${file} (${code ?? String(e)}); check that it is a file this user may read`, { cause: e });
   }
-  return parsePolicy(text, file);
+  return text;
 }
 
 /**

@@ -1,5 +1,7 @@
-import { ImagegateError } from '../errors.js';
+import { stat } from 'node:fs/promises';
+import { ImagegateError, systemErrorCode } from '../errors.js';
 import type { ImageDestination, ImageSource } from '../image/image.js';
+import { isNoSpace, noSpaceError } from '../util/system-errors.js';
 import { openDockerArchiveDestination, openDockerArchiveSource } from './docker-archive.js';
 import { DirectoryFiles } from './layout-files.js';
 import { openOciArchiveDestination, openOciArchiveSource } from './oci-archive.js';
@@ -70,28 +72,101 @@ export async function openSource(text: string, options: TransportOptions = {}): 
     case 'docker':
       return RegistrySource.open(r.reference, options.registry ?? {});
     case 'oci': {
-      const files = new DirectoryFiles(r.path);
-      if (!(await files.exists(''))) throw new ImagegateError('NOT_FOUND', `${text}: directory ${r.path} does not exist`);
-      return new OciLayoutSource(files, text, selectByRefName(r.ref));
+      const kind = await pathKind(r.path);
+      if (kind === 'missing') throw new ImagegateError('NOT_FOUND', `${text}: directory ${r.path} does not exist`);
+      if (kind === 'other') {
+        throw new ImagegateError(
+          'NOT_FOUND',
+          `${text}: ${r.path} is a file, not an OCI layout directory; a tar archive is named oci-archive:${r.path} (or docker-archive:${r.path} for \`docker save\` output)`,
+        );
+      }
+      return new OciLayoutSource(new DirectoryFiles(r.path), text, selectByRefName(r.ref));
     }
     case 'oci-archive':
-      return openOciArchiveSource(r.path, r.ref, text);
-    case 'docker-archive':
-      return openDockerArchiveSource(r.path, r.ref, text);
+    case 'docker-archive': {
+      if ((await pathKind(r.path)) === 'directory') {
+        throw new ImagegateError('NOT_FOUND', `${text}: ${r.path} is a directory, not an archive file; an OCI layout directory is named oci:${r.path}`);
+      }
+      return r.transport === 'oci-archive' ? openOciArchiveSource(r.path, r.ref, text) : openDockerArchiveSource(r.path, r.ref, text);
+    }
+  }
+}
+
+/** What a file transport's path names; a path through a file (`file/x`) names nothing there can be. */
+async function pathKind(p: string): Promise<'directory' | 'other' | 'missing'> {
+  try {
+    return (await stat(p)).isDirectory() ? 'directory' : 'other';
+  } catch (e) {
+    const code = systemErrorCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
+    throw e;
   }
 }
 
 export async function openDestination(text: string, options: TransportOptions = {}): Promise<ImageDestination> {
   const r = parseTransportReference(text);
-  switch (r.transport) {
-    case 'docker':
-      return RegistryDestination.open(r.reference, options.registry ?? {});
-    case 'oci':
-      return OciLayoutDestination.open(r.path, r.ref, text);
-    case 'oci-archive':
-      return openOciArchiveDestination(r.path, r.ref, text);
-    case 'docker-archive':
-      return openDockerArchiveDestination(r.path, r.ref, text);
+  if (r.transport === 'docker') return RegistryDestination.open(r.reference, options.registry ?? {});
+  const kind = await pathKind(r.path);
+  if (r.transport === 'oci' && kind === 'other') {
+    throw new ImagegateError('DESTINATION', `${text}: ${r.path} is a file, not a directory; an OCI layout is a directory (choose a new one), and a tar archive is written with oci-archive:${r.path}`);
+  }
+  if (r.transport !== 'oci' && kind === 'directory') {
+    throw new ImagegateError('DESTINATION', `${text}: ${r.path} is a directory; an archive is a file (choose a new file name), and an OCI layout directory is written with oci:${r.path}`);
+  }
+  try {
+    const opened =
+      r.transport === 'oci'
+        ? await OciLayoutDestination.open(r.path, r.ref, text)
+        : r.transport === 'oci-archive'
+          ? await openOciArchiveDestination(r.path, r.ref, text)
+          : await openDockerArchiveDestination(r.path, r.ref, text);
+    return new FileDestination(opened, r.path);
+  } catch (e) {
+    throw isNoSpace(e) ? noSpaceError(e, r.path, text) : e;
+  }
+}
+
+/**
+ * A destination on this machine's disks, whose write failures name the destination: a full file system surfaces from
+ * deep inside a stream as a bare ENOSPC with no path, which alone reads like a bug. The copy removes what was
+ * staged; the message says where, how much room is left, and what to do.
+ */
+class FileDestination implements ImageDestination {
+  constructor(
+    private readonly inner: ImageDestination,
+    private readonly target: string,
+  ) {}
+
+  get description(): string {
+    return this.inner.description;
+  }
+  get canStoreEncryptedLayers(): boolean {
+    return this.inner.canStoreEncryptedLayers;
+  }
+  get canStoreIndex(): boolean {
+    return this.inner.canStoreIndex;
+  }
+
+  reuseBlob(...args: Parameters<ImageDestination['reuseBlob']>): ReturnType<ImageDestination['reuseBlob']> {
+    return this.named(this.inner.reuseBlob(...args));
+  }
+  putBlob(...args: Parameters<ImageDestination['putBlob']>): ReturnType<ImageDestination['putBlob']> {
+    return this.named(this.inner.putBlob(...args));
+  }
+  putManifest(...args: Parameters<ImageDestination['putManifest']>): ReturnType<ImageDestination['putManifest']> {
+    return this.named(this.inner.putManifest(...args));
+  }
+  commit(...args: Parameters<ImageDestination['commit']>): ReturnType<ImageDestination['commit']> {
+    return this.named(this.inner.commit(...args));
+  }
+  abort(): Promise<void> {
+    return this.inner.abort();
+  }
+
+  private named<T>(work: Promise<T>): Promise<T> {
+    return work.catch((e: unknown) => {
+      throw isNoSpace(e) ? noSpaceError(e, this.target, this.inner.description) : e;
+    });
   }
 }
 

@@ -148,8 +148,8 @@ describe.skipIf(!registryReady)('no registry password in the webhook\'s output, 
   });
 
   it.each(DEBUG_SETTINGS.map((s) => [Object.entries(s).map(([k, v]) => `${k}=${v}`).join(' '), s] as const))('%s: webhook review looks the image up with the credentials and prints none of them', async (_name, debug) => {
-    // The password arrives on stdin (--creds USER), as a CI job would pass it, and must not come back out.
-    const res = await imagegate(['webhook', 'review', '--policy', policy, pod, '--creds', reg.username!, '--ca-cert', reg.caFile!], { env: debug, input: `${reg.password}\n` });
+    // The password arrives on stdin (--creds USER --creds-stdin), as a CI job would pass it, and must not come back out.
+    const res = await imagegate(['webhook', 'review', '--policy', policy, pod, '--creds', reg.username!, '--creds-stdin', '--ca-cert', reg.caFile!], { env: debug, input: `${reg.password}\n` });
     expect(res.code, res.stdout + res.stderr.slice(-2000)).toBe(0);
     expect(res.stdout).toContain('allowed Pod shop/app');
     const output = res.stdout + res.stderr;

@@ -8,6 +8,11 @@ export const MAX_TOKEN_BODY_BYTES = 64 * 1024;
 const DEFAULT_TOKEN_SECONDS = 60;
 /** Renew a little before expiry so a token does not run out between being chosen and being checked. */
 const EXPIRY_MARGIN_MS = 10_000;
+/**
+ * How long a refusal of our credentials is remembered: long enough that the layers of one copy do not each ask
+ * again, short enough that a long-lived connection (the webhook's) recovers from a registry's passing 401.
+ */
+const REFUSAL_MEMORY_MS = 30_000;
 
 /** How the auth layer asks a token server for a token; supplied by the HTTP layer so both share one connection pool. */
 export type TokenFetcher = (request: TokenRequest) => Promise<TokenResponse>;
@@ -42,6 +47,11 @@ export class RegistryAuth {
   private readonly pending = new Map<string, Promise<CachedToken>>();
   /** Scope sets a registry asked to widen (insufficient_scope); later requests for the same set ask for the wider one. */
   private readonly widened = new Map<string, string[]>();
+  /**
+   * Set when the registry or its token server refused our credentials: later requests fail with this same error at
+   * once, instead of each layer asking again and reporting the refusal again.
+   */
+  private refusal: { error: ImagegateError; at: number } | undefined;
 
   constructor(
     private readonly host: string,
@@ -65,6 +75,7 @@ export class RegistryAuth {
 
   /** The Authorization header value for a request needing `scopes`, or undefined to go anonymous. */
   async header(scopes: string[]): Promise<string | undefined> {
+    if (this.refusal !== undefined && Date.now() - this.refusal.at < REFUSAL_MEMORY_MS) throw this.refusal.error;
     const c = this.challenge;
     if (c === undefined) return undefined;
     if (c.scheme === 'basic') return this.basic();
@@ -91,7 +102,10 @@ export class RegistryAuth {
     const before = this.challenge;
     if (!this.learn(challenges)) return { retry: false, scopes };
     const now = this.challenge!;
-    if (now.scheme === 'basic') return { retry: !sentAuthorization && this.credentials !== undefined, scopes };
+    if (now.scheme === 'basic') {
+      if (sentAuthorization && this.credentials?.username !== undefined) throw this.refused(`registry ${this.host}`, 401);
+      return { retry: !sentAuthorization && this.credentials !== undefined, scopes };
+    }
     const merged = mergeScopes(now, this.widened.get(scopeKey(scopes)) ?? scopes);
     if (merged.length > scopes.length) this.widened.set(scopeKey(scopes), merged);
     if (before === undefined || before.scheme !== 'bearer' || !sentAuthorization) return { retry: true, scopes: merged };
@@ -99,6 +113,22 @@ export class RegistryAuth {
     this.tokens.delete(scopeKey(scopes));
     const err = now.params.error;
     return { retry: err === 'insufficient_scope' || err === 'invalid_token', scopes: merged };
+  }
+
+  /**
+   * The error for credentials `who` (the registry, or its token server) refused: it says they were refused, names
+   * their source and user (never the password) and what to check. Requests refused together share one error.
+   */
+  private refused(who: string, status: number): ImagegateError {
+    const now = Date.now();
+    if (this.refusal !== undefined && now - this.refusal.at < REFUSAL_MEMORY_MS) return this.refusal.error;
+    const c = this.credentials;
+    const user = c?.username !== undefined ? ` (user ${JSON.stringify(c.username)})` : '';
+    // A password given on the command line is fixed there; one from a file is renewed by logging in again.
+    const relogin = c?.source === '--creds' ? '' : `, or log in again with \`docker login ${this.host}\``;
+    const error = new ImagegateError('AUTH', `${who} refused the credentials from ${c?.source ?? 'the configuration'}${user} (HTTP ${status}); check the user and password${relogin}`);
+    this.refusal = { error, at: now };
+    return error;
   }
 
   private basic(): string | undefined {
@@ -147,11 +177,11 @@ export class RegistryAuth {
   }
 
   private parseToken(res: TokenResponse, realm: URL): CachedToken {
-    const who = this.credentials !== undefined ? `the credentials from ${this.credentials.source}` : 'anonymous access';
     if (res.status === 401 || res.status === 403) {
+      if (this.credentials !== undefined) throw this.refused(`token server ${realm.origin} for registry ${this.host}`, res.status);
       throw new ImagegateError(
         'AUTH',
-        `token server ${realm.origin} refused ${who} for registry ${this.host} (HTTP ${res.status}); check the user and password, or run \`docker login ${this.host}\``,
+        `token server ${realm.origin} refused anonymous access for registry ${this.host} (HTTP ${res.status}); log in with \`docker login ${this.host}\`, or pass --creds USER (the password is asked for)`,
       );
     }
     if (res.status !== 200) {

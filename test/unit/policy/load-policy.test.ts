@@ -393,7 +393,7 @@ describe('loadPolicyFile', () => {
     const big = join(dir, 'big.yaml');
     await writeFile(big, policy(`repositories: []\n${'#'.repeat(MAX_POLICY_BYTES)}\n`));
     const e = await loadPolicyFile(big).catch((x: unknown) => x);
-    expect(isImagegateError(e, 'BAD_FORMAT')).toBe(true);
+    expect(isImagegateError(e, 'USAGE')).toBe(true);
     expect((e as Error).message).toContain('1 MiB');
   });
 
