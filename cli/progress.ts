@@ -1,5 +1,7 @@
 import { ImagegateError } from '../src/errors.js';
+import { errorFromSystemFailure } from '../src/util/system-errors.js';
 import type { BlobProgress } from '../src/ops/copy.js';
+import { JSON_SCHEMA_VERSION } from './json-output.js';
 
 export type { BlobProgress };
 
@@ -39,6 +41,14 @@ export interface ProgressReporter {
   update(event: BlobProgress): void;
   /** final redraw and stop timers; idempotent */
   finish(): void;
+  /** A note for the user (a layer skipped, what was written): a line, or in json mode a `message` event. */
+  message(text: string): void;
+  /**
+   * The command's outcome, once the work ended: in json mode the last line, a `result` event, either `ok: true` with
+   * `fields` or `ok: false` with the error; other modes show nothing here (the command prints its own summary, and
+   * a failure is reported by the CLI's error handler).
+   */
+  result(outcome: { ok: true; fields: Record<string, unknown> } | { ok: false; error: unknown }): void;
 }
 
 /** Where progress goes: stderr in the CLI. `columns` is read on every redraw, so a resized terminal is followed. */
@@ -77,8 +87,41 @@ export function createProgressReporter(mode: ProgressMode, out: ProgressOutput, 
     case 'json':
       return new JsonReporter(out, settings);
     case 'none':
-      return { update() {}, finish() {} };
+      return { update() {}, finish() {}, message() {}, result() {} };
   }
+}
+
+/**
+ * Ends `progress` when `work` settles: finish() either way and, for a failure, a failed `result` event (json mode).
+ * The error is thrown on; the CLI's error handler asks `reportedAsJson` so as not to print it a second time.
+ */
+export async function endProgress<T>(work: Promise<T>, progress: ProgressReporter | undefined): Promise<T> {
+  try {
+    const value = await work;
+    progress?.finish();
+    return value;
+  } catch (e) {
+    progress?.finish();
+    progress?.result({ ok: false, error: e });
+    throw e;
+  }
+}
+
+/**
+ * A command's note to the user: through the reporter when there is one (above a tty display, or a json `message`
+ * event, since `--progress json` promises JSON lines only), else a line on stderr.
+ */
+export function note(progress: ProgressReporter | undefined, text: string): void {
+  if (progress !== undefined) progress.message(text);
+  else process.stderr.write(`${text}\n`);
+}
+
+/** Errors a json reporter already wrote as its `result` event: `--progress json` promises JSON lines only. */
+const errorsReportedAsJson = new WeakSet<object>();
+
+/** True when `e` was written as a json `result` event, so the CLI must not print it again as text. */
+export function reportedAsJson(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && errorsReportedAsJson.has(e);
 }
 
 const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
@@ -100,6 +143,14 @@ export function formatBytes(n: number): string {
 
 function formatSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** A clock reading for elapsed times and ETAs: "0:07", "12:34", "1:02:03". */
+export function formatDuration(ms: number): string {
+  const total = Math.max(0, Math.round(ms / 1000));
+  const [h, m, sec] = [Math.floor(total / 3600), Math.floor((total % 3600) / 60), total % 60];
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return h > 0 ? `${h}:${two(m)}:${two(sec)}` : `${m}:${two(sec)}`;
 }
 
 /** Bytes per second as "121.9 MiB/s", or undefined while too little time passed to say. */
@@ -131,6 +182,8 @@ interface TrackedBlob {
 abstract class BaseReporter implements ProgressReporter {
   protected readonly blobs = new Map<string, TrackedBlob>();
   protected finished = false;
+  /** When the first event came: where elapsed time counts from. */
+  protected firstAt: number | undefined;
 
   constructor(
     protected readonly out: ProgressOutput,
@@ -140,6 +193,7 @@ abstract class BaseReporter implements ProgressReporter {
   update(event: BlobProgress): void {
     if (this.finished) return;
     const now = this.settings.now();
+    this.firstAt ??= now;
     let blob = this.blobs.get(event.id);
     if (blob === undefined) {
       blob = { event, startedAt: now };
@@ -156,6 +210,12 @@ abstract class BaseReporter implements ProgressReporter {
     this.finished = true;
     this.close();
   }
+
+  message(text: string): void {
+    this.out.write(`${oneLine(text)}\n`);
+  }
+
+  result(_outcome: Parameters<ProgressReporter['result']>[0]): void {}
 
   protected abstract handle(blob: TrackedBlob, now: number): void;
   protected close(): void {}
@@ -194,13 +254,47 @@ class PlainReporter extends BaseReporter {
   }
 }
 
-/** One JSON object per line, for tools; 'bytes' is thinned out since a layer reads in thousands of chunks. */
+/**
+ * One JSON object per line, for tools (docs/json-output.md): `progress` events ('bytes' thinned out, since a layer
+ * reads in thousands of chunks), `message` events for what other modes print as text, and a last `result` event.
+ * Every line carries the schema version.
+ */
 class JsonReporter extends BaseReporter {
+  private resulted = false;
+
   protected handle(blob: TrackedBlob, now: number): void {
     const event = blob.event;
     if (event.phase === 'bytes' && blob.lastWrittenAt !== undefined && now - blob.lastWrittenAt < this.settings.intervalMs * 5) return;
     blob.lastWrittenAt = now;
-    this.out.write(`${JSON.stringify({ event: 'progress', ...event, elapsedMs: Math.round(now - blob.startedAt) })}\n`);
+    this.line({ event: 'progress', ...event, elapsedMs: Math.round(now - blob.startedAt) });
+  }
+
+  override message(text: string): void {
+    if (!this.resulted) this.line({ event: 'message', message: text });
+  }
+
+  override result(outcome: Parameters<ProgressReporter['result']>[0]): void {
+    // One result, last: nothing follows it.
+    if (this.resulted) return;
+    this.resulted = true;
+    const elapsedMs = this.firstAt !== undefined ? Math.round(this.settings.now() - this.firstAt) : 0;
+    if (outcome.ok) {
+      this.line({ event: 'result', ok: true, ...outcome.fields, elapsedMs });
+      return;
+    }
+    const e = outcome.error;
+    // Classified as the CLI's error handler does: a full disk or a port in use is a typed error, not an internal one.
+    const typed = e instanceof ImagegateError ? e : errorFromSystemFailure(e);
+    const error =
+      typed !== undefined
+        ? { code: typed.code, exitCode: typed.exitCode, message: typed.message }
+        : { code: 'INTERNAL', exitCode: 1, message: e instanceof Error ? e.message : String(e) };
+    if (typeof e === 'object' && e !== null) errorsReportedAsJson.add(e);
+    this.line({ event: 'result', ok: false, error, elapsedMs });
+  }
+
+  private line(fields: Record<string, unknown>): void {
+    this.out.write(`${JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, ...fields })}\n`);
   }
 }
 
@@ -241,7 +335,16 @@ class TtyReporter extends BaseReporter {
   protected override close(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    if (this.dirty) this.draw();
+    // The last frame says how long it all took, without an ETA.
+    if (this.blobs.size > 0) this.draw();
+  }
+
+  /** A message goes above the bars, which are drawn again below it, so neither overwrites the other. */
+  override message(text: string): void {
+    const up = this.drawnLines > 0 ? `\r\x1b[${this.drawnLines}A\x1b[J` : '';
+    this.drawnLines = 0;
+    this.out.write(`${up}${oneLine(text)}\n`);
+    if (this.blobs.size > 0) this.draw();
   }
 
   private draw(): void {
@@ -260,15 +363,17 @@ class TtyReporter extends BaseReporter {
     const all = [...this.blobs.values()];
     let shown = all;
     let header: string | undefined;
-    if (all.length > MAX_LINES) {
+    // One line of MAX_LINES is the summary (elapsed time, ETA).
+    const maxLines = MAX_LINES - 1;
+    if (all.length > maxLines) {
       const isFinished = (b: TrackedBlob): boolean => b.event.phase === 'done' || b.event.phase === 'skipped';
       const finished = all.filter(isFinished);
       const existed = finished.filter((b) => b.event.phase === 'skipped').length;
       header = `${finished.length} done${existed > 0 ? ` (${existed} already there)` : ''}`;
       shown = all.filter((b) => !isFinished(b));
       // More blobs in flight (or failed) than fit: keep the latest, count the rest.
-      if (shown.length > MAX_LINES - 1) {
-        const hidden = shown.length - (MAX_LINES - 2);
+      if (shown.length > maxLines - 1) {
+        const hidden = shown.length - (maxLines - 2);
         shown = shown.slice(hidden);
         header += `, ${hidden} more not shown`;
       }
@@ -282,8 +387,27 @@ class TtyReporter extends BaseReporter {
     const barWidth = Math.min(MAX_BAR, Math.max(MIN_BAR, available - labelWidth));
     const lines = shown.map((b) => this.line(b, statusWidth, labelWidth, barWidth));
     if (header !== undefined) lines.unshift(header);
+    if (all.length > 0) lines.push(this.summary(all));
     // Never let a line wrap or break: the cursor-up count assumes one terminal row per line.
     return lines.map((l) => truncate(oneLine(l), columns - 1));
+  }
+
+  /**
+   * Elapsed time since the first event, bytes moved of those known, the overall rate and, while anything is still
+   * moving, the time left at that rate. Blobs that already existed (nothing moved) and failed ones count for
+   * neither; blobs the copy has not started yet are not known, so the ETA covers the blobs shown.
+   */
+  private summary(all: TrackedBlob[]): string {
+    const elapsed = this.settings.now() - (this.firstAt ?? this.settings.now());
+    const moving = all.filter((b) => b.event.phase !== 'skipped' && b.event.phase !== 'failed');
+    const done = moving.reduce((n, b) => n + (b.event.phase === 'done' ? b.event.total : Math.min(b.event.bytes, b.event.total)), 0);
+    const total = moving.reduce((n, b) => n + b.event.total, 0);
+    const parts = [`elapsed ${formatDuration(elapsed)}`, `${formatBytes(done)} / ${formatBytes(total)}`];
+    const rate = formatRate(done, elapsed);
+    if (rate !== undefined) parts.push(rate);
+    const remaining = total - done;
+    if (!this.finished && remaining > 0 && done > 0 && elapsed > 0) parts.push(`ETA ${formatDuration((remaining * elapsed) / done)}`);
+    return parts.join('  ');
   }
 
   private line(blob: TrackedBlob, statusWidth: number, labelWidth: number, barWidth: number): string {

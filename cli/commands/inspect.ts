@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { inspectImage, type InspectReport } from '../../src/ops/inspect.js';
 import { withSource } from '../../src/transport/transports.js';
+import { jsonDocument } from '../json-output.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
 export function registerInspect(program: Command): void {
@@ -8,7 +9,7 @@ export function registerInspect(program: Command): void {
     .command('inspect')
     .summary('show which layers are encrypted, with which schemes and recipients (no key needed)')
     .argument('<image>', 'docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]')
-    .option('--json', 'print the report as JSON');
+    .option('--json', 'print the report as JSON (docs/json-output.md)');
   addTransferOptions(command, false)
     .addHelpText(
       'after',
@@ -17,7 +18,7 @@ export function registerInspect(program: Command): void {
     .action(async (image: string, flags: TransferFlags & { json?: boolean }) => {
       const transfer = await transferSettings({ ...flags, quiet: true }, 'inspect');
       const report = await withSource(image, inspectImage, transfer.source);
-      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      process.stdout.write(flags.json ? jsonDocument('InspectReport', report) : formatReport(report));
     });
 }
 

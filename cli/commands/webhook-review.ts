@@ -1,14 +1,17 @@
 import type { Command } from 'commander';
-import { Agent, request } from 'undici';
 import { admit } from '../../src/admission/admit.js';
-import { admissionReviewRequest, objectLabel, reviewsFromManifests } from '../../src/admission/manifest-review.js';
+import { admissionReviewRequest, objectLabel, reviewsFromManifests, reviewVerdict, type ManifestObjects, type ReviewVerdict, type SkippedObject } from '../../src/admission/manifest-review.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import type { AdmissionRequest, AdmissionResponse } from '../../src/admission/review.js';
 import { ImagegateError, VERDICT_EXIT_CODES } from '../../src/errors.js';
 import { loadPolicyFile } from '../../src/policy/load-policy.js';
 import { parseCount } from '../../src/util/size.js';
+import { loadUndici } from '../../src/util/load-undici.js';
+import { readAll } from '../../src/util/streams.js';
 import { readUserFile } from '../../src/util/user-file.js';
-import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
+import { jsonDocument } from '../json-output.js';
+import { info } from '../run.js';
+import { addTransferOptions, readCaCertificateFile, transferSettings, type TransferFlags } from '../transfer-options.js';
 
 interface ReviewFlags extends TransferFlags {
   policy?: string;
@@ -17,42 +20,120 @@ interface ReviewFlags extends TransferFlags {
   namespace?: string;
   mutate?: boolean;
   budgetMs: string;
+  json?: boolean;
 }
 
 /**
  * `imagegate webhook review MANIFEST…`: what the webhook would answer for these objects, before a cluster sees them.
  * With --policy it decides in-process, with the same code and registry look-ups as `webhook serve`; with --url it
- * asks a running webhook, exactly as the API server would.
+ * asks a running webhook, exactly as the API server would. Made for a platform repository's CI: every kind of object
+ * may be in the files (those the webhook does not judge are counted and skipped), and the exit code tells "denied"
+ * (fix the manifest) from "could not decide" (a registry that did not answer: try again).
  */
 export function registerWebhookReview(webhook: Command): void {
   const review = webhook
     .command('review')
     .summary('ask what the webhook answers for Pods, Deployments, Jobs… in YAML files (a dry run; nothing is created)')
-    .argument('<manifest...>', 'YAML files of Kubernetes objects (several documents per file are fine)')
+    .argument('<manifest...>', 'YAML files of Kubernetes objects (several documents per file, and kind: List, are fine; other kinds are skipped); - reads standard input')
     .option('--policy <file>', 'decide in-process with this AdmissionPolicy (registry look-ups use your credentials, not pull secrets)')
     .option('--url <url>', 'ask a running webhook instead, e.g. https://127.0.0.1:8443')
     .option('--webhook-ca <file>', "CA certificate (PEM) that signed the webhook's serving certificate (with --url)")
     .option('-n, --namespace <namespace>', 'namespace to review the objects in (default: their own, else "default")')
     .option('--mutate', 'ask the mutating hook (shows what it would pin and inject) instead of the validating one')
     .option('--budget-ms <ms>', 'time allowed for the registry look-ups (with --policy)', '10000')
-    .addHelpText('after', '\nExit codes: 0 every object allowed, 10 at least one denied, otherwise as for other commands.');
+    .option('--json', 'print one result per object as JSON (docs/json-output.md)')
+    .addHelpText(
+      'after',
+      `\nExit codes: 0 every object allowed, ${VERDICT_EXIT_CODES.FLAGGED} at least one denied, ${VERDICT_EXIT_CODES.UNDECIDED} none denied but at least one could not be decided\n` +
+        '(a registry look-up failed or timed out: worth a retry), otherwise as for other commands.',
+    );
   addTransferOptions(review, false).action(async (files: string[], flags: ReviewFlags) => {
     if ((flags.policy === undefined) === (flags.url === undefined)) throw new ImagegateError('USAGE', 'give either --policy FILE (decide here) or --url URL (ask a running webhook)');
-    const requests: AdmissionRequest[] = [];
-    for (const file of files) requests.push(...reviewsFromManifests(await readUserFile(file, (reason) => `cannot read ${file} (${reason})`), file, flags.namespace));
+    const objects = await readManifests(files, flags);
     const decide = flags.url !== undefined ? await askWebhook(flags.url, flags) : await decideHere(flags.policy!, flags);
-    let denied = 0;
-    for (const req of requests) {
-      const res = await decide(req);
-      if (!res.allowed) denied++;
-      // Continuation lines are indented, so each verdict starts at the margin.
-      const message = res.allowed ? '' : `: ${(res.status?.message ?? '(no message)').replace(/\n/g, '\n  ')}`;
-      process.stdout.write(`${res.allowed ? 'allowed' : 'denied '} ${objectLabel(req)}${message}\n`);
-      for (const w of res.warnings ?? []) process.stdout.write(`  warning: ${w}\n`);
-      for (const change of describePatch(res)) process.stdout.write(`  ${change}\n`);
+    const results: ReviewResult[] = [];
+    for (const { where, request } of objects.reviews) {
+      const res = await decide(request);
+      const result: ReviewResult = { where, request, response: res, verdict: reviewVerdict(res) };
+      results.push(result);
+      if (flags.json !== true) process.stdout.write(formatResult(result));
     }
-    if (denied > 0) process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
+    const count = (v: ReviewVerdict): number => results.filter((r) => r.verdict === v).length;
+    if (flags.json === true) {
+      process.stdout.write(jsonDocument('WebhookReview', jsonReport(results, objects.skipped, { allowed: count('allowed'), denied: count('denied'), undecided: count('undecided') })));
+    } else {
+      info(`reviewed ${results.length} object(s): ${count('allowed')} allowed, ${count('denied')} denied, ${count('undecided')} undecided${skippedSummary(objects.skipped)}`);
+    }
+    // A denial is a finding whatever else happened; "could not decide" only when nothing was denied.
+    if (count('denied') > 0) process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
+    else if (count('undecided') > 0) process.exitCode = VERDICT_EXIT_CODES.UNDECIDED;
   });
+}
+
+interface ReviewResult {
+  where: string;
+  request: AdmissionRequest;
+  response: AdmissionResponse;
+  verdict: ReviewVerdict;
+}
+
+/** Every object of every file, `-` being standard input (once: it can be read only once). */
+async function readManifests(files: string[], flags: ReviewFlags): Promise<ManifestObjects> {
+  const fromStdin = files.filter((f) => f === '-').length;
+  if (fromStdin > 1) throw new ImagegateError('USAGE', 'give - (standard input) at most once');
+  if (fromStdin === 1 && [flags.creds, flags.srcCreds, flags.destCreds].some((c) => c !== undefined && !c.includes(':'))) {
+    throw new ImagegateError('USAGE', 'the manifests come from standard input (-), so the registry password cannot: give --creds USER:PASSWORD or --authfile FILE');
+  }
+  const all: ManifestObjects = { reviews: [], skipped: [] };
+  for (const file of files) {
+    const text = file === '-' ? (await readAll(process.stdin, MAX_MANIFEST_BYTES, 'the manifests on standard input')).toString('utf8') : await readUserFile(file, (reason) => `cannot read ${file} (${reason})`);
+    const found = reviewsFromManifests(text, file === '-' ? 'standard input' : file, flags.namespace);
+    all.reviews.push(...found.reviews);
+    all.skipped.push(...found.skipped);
+  }
+  if (all.reviews.length === 0 && all.skipped.length === 0) throw new ImagegateError('USAGE', `${files.join(', ')}: no Kubernetes objects found; give the YAML files you would kubectl apply`);
+  return all;
+}
+
+/** Manifests read from standard input are text a person or kustomize wrote: far below this. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
+function formatResult({ request, response, verdict }: ReviewResult): string {
+  // Continuation lines are indented, so each verdict starts at the margin.
+  const message = verdict === 'allowed' ? '' : `: ${(response.status?.message ?? '(no message)').replace(/\n/g, '\n  ')}`;
+  const word = verdict === 'undecided' ? 'undecided' : verdict.padEnd(7);
+  let text = `${word} ${objectLabel(request)}${message}\n`;
+  for (const w of response.warnings ?? []) text += `  warning: ${w}\n`;
+  for (const change of describePatch(response)) text += `  ${change}\n`;
+  return text;
+}
+
+function skippedSummary(skipped: SkippedObject[]): string {
+  if (skipped.length === 0) return '';
+  const byKind = new Map<string, number>();
+  for (const s of skipped) byKind.set(s.kind, (byKind.get(s.kind) ?? 0) + 1);
+  return `; skipped ${skipped.length} the webhook does not check (${[...byKind].map(([kind, n]) => `${kind} ×${n}`).join(', ')})`;
+}
+
+/** The --json document's fields (docs/json-output.md): one result per object, skipped ones included. */
+function jsonReport(results: ReviewResult[], skipped: SkippedObject[], counts: Record<ReviewVerdict, number>): object {
+  const reviewed = results.map(({ where, request, response, verdict }) => {
+    const metadata = (request.object?.metadata ?? {}) as { name?: unknown; generateName?: unknown };
+    const patch = response.patch !== undefined ? (JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')) as unknown[]) : undefined;
+    return {
+      source: where,
+      apiVersion: request.kind.group === '' ? request.kind.version : `${request.kind.group}/${request.kind.version}`,
+      kind: request.kind.kind,
+      namespace: request.namespace,
+      name: typeof metadata.name === 'string' ? metadata.name : typeof metadata.generateName === 'string' ? `${metadata.generateName}…` : '(unnamed)',
+      verdict,
+      ...(response.status !== undefined ? { code: response.status.code, message: response.status.message } : {}),
+      warnings: response.warnings ?? [],
+      ...(patch !== undefined ? { patch } : {}),
+    };
+  });
+  const notChecked = skipped.map((s) => ({ source: s.where, apiVersion: s.apiVersion, kind: s.kind, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}), name: s.name, verdict: 'skipped' }));
+  return { results: [...reviewed, ...notChecked], counts: { ...counts, skipped: skipped.length } };
 }
 
 async function decideHere(policyFile: string, flags: ReviewFlags): Promise<(req: AdmissionRequest) => Promise<AdmissionResponse>> {
@@ -64,7 +145,8 @@ async function decideHere(policyFile: string, flags: ReviewFlags): Promise<(req:
 }
 
 async function askWebhook(url: string, flags: ReviewFlags): Promise<(req: AdmissionRequest) => Promise<AdmissionResponse>> {
-  const ca = flags.webhookCa !== undefined ? await readUserFile(flags.webhookCa, (reason) => `cannot read ${flags.webhookCa} (${reason})`) : undefined;
+  const ca = flags.webhookCa !== undefined ? await readCaCertificateFile(flags.webhookCa, '--webhook-ca') : undefined;
+  const { Agent, request } = await loadUndici();
   const dispatcher = new Agent(ca !== undefined ? { connect: { ca } } : {});
   const endpoint = new URL(flags.mutate === true ? 'mutate' : 'validate', url.endsWith('/') ? url : `${url}/`);
   return async (req) => {

@@ -34,17 +34,19 @@ export type AuditedKey = WrappedKeyReference;
 export interface AuditedImage {
   repository: string;
   tags: string[];
-  /** The tag's manifest or index digest. */
-  digest: string;
+  /** The tag's manifest or index digest; absent when it could not be read (see `problem`). */
+  digest?: string;
   platform?: string;
-  /** The platform manifest's digest (equal to `digest` for a single-platform image). */
-  manifest: string;
+  /** The platform manifest's digest (equal to `digest` for a single-platform image); absent when unread. */
+  manifest?: string;
   created?: string;
   layers: number;
   encryptedLayers: number;
   schemes: string[];
   vaultKeys: AuditedKey[];
   flags: string[];
+  /** Why a repository, tag or image could not be read (flags `unreadable-*`). */
+  problem?: string;
 }
 
 export interface AuditReport {
@@ -86,19 +88,52 @@ interface AuditRun {
   limit: <T>(task: () => Promise<T>) => Promise<T>;
 }
 
+/**
+ * One repository's rows. What cannot be read becomes a flagged row naming the problem, and the audit goes on: an
+ * interrupted first push leaves a repository with blobs but no manifest (the registry then knows no such name), or a
+ * tag whose manifest is gone, and one such repository must not hide the rest of the registry.
+ */
 async function auditRepository(target: ImageReference | { domain: string }, repository: string, run: AuditRun): Promise<AuditedImage[]> {
   const client = new RepositoryClient(run.http, repository);
-  const tags = 'path' in target && target.path !== undefined && 'tag' in target && target.tag !== undefined ? [target.tag] : (await run.limit(() => client.listTags())).sort();
+  let tags: string[];
+  try {
+    tags = 'path' in target && target.path !== undefined && 'tag' in target && target.tag !== undefined ? [target.tag] : (await run.limit(() => client.listTags())).sort();
+  } catch (e) {
+    return [unreadable(target.domain, repository, [], 'unreadable-repository', e)];
+  }
   // Each tag's manifest is fetched once: grouped by digest, and then the root of its image's tree.
-  const fetched = await Promise.all(tags.map((tag) => run.limit(() => client.getManifest(tag))));
+  const fetched = await Promise.all(
+    tags.map((tag) =>
+      run.limit(() => client.getManifest(tag)).then(
+        (root) => ({ tag, root }),
+        (e: unknown) => ({ tag, error: e }),
+      ),
+    ),
+  );
+  const out: AuditedImage[] = [];
   const byDigest = new Map<string, { tags: string[]; root: FetchedManifest }>();
-  fetched.forEach((root, i) => {
-    const group = byDigest.get(root.descriptor.digest);
-    if (group === undefined) byDigest.set(root.descriptor.digest, { tags: [tags[i]!], root });
-    else group.tags.push(tags[i]!);
-  });
-  const images = await Promise.all([...byDigest].map(([digest, group]) => auditImage(target.domain, repository, group.tags, digest, group.root, run)));
-  return images.flat();
+  for (const f of fetched) {
+    if ('error' in f) {
+      out.push(unreadable(target.domain, repository, [f.tag], 'unreadable-manifest', f.error));
+      continue;
+    }
+    const group = byDigest.get(f.root.descriptor.digest);
+    if (group === undefined) byDigest.set(f.root.descriptor.digest, { tags: [f.tag], root: f.root });
+    else group.tags.push(f.tag);
+  }
+  const images = await Promise.all(
+    [...byDigest].map(([digest, group]) =>
+      auditImage(target.domain, repository, group.tags, digest, group.root, run).catch((e: unknown) => [{ ...unreadable(target.domain, repository, group.tags, 'unreadable-image', e), digest }]),
+    ),
+  );
+  return [...out, ...images.flat()];
+}
+
+/** A flagged row for what could not be read; an interrupted audit (Ctrl-C) is not a finding, so it still stops the run. */
+function unreadable(domain: string, path: string, tags: string[], flag: string, why: unknown): AuditedImage {
+  if (why instanceof ImagegateError && why.code === 'INTERRUPTED') throw why;
+  const problem = why instanceof Error ? why.message : String(why);
+  return { repository: `${domain}/${path}`, tags, layers: 0, encryptedLayers: 0, schemes: [], vaultKeys: [], flags: [flag], problem };
 }
 
 async function auditImage(domain: string, path: string, tags: string[], digest: string, fetchedRoot: FetchedManifest, run: AuditRun): Promise<AuditedImage[]> {

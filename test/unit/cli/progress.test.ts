@@ -1,13 +1,16 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createProgressReporter,
+  endProgress,
   formatBytes,
+  formatDuration,
+  reportedAsJson,
   resolveProgressMode,
   type BlobProgress,
   type ProgressMode,
   type ProgressReporter,
 } from '../../../cli/progress.js';
-import { isImagegateError } from '../../../src/errors.js';
+import { ImagegateError, isImagegateError } from '../../../src/errors.js';
 
 const MiB = 1024 * 1024;
 const ESC = '\x1b';
@@ -201,6 +204,7 @@ describe('json', () => {
     expect(phases('2')).toEqual(['start@0', 'bytes@500', 'bytes@1000', 'failed@1200']);
     expect(phases('3')).toEqual(['skipped@0']);
     expect(lines[0]).toEqual({
+      schemaVersion: 1,
       event: 'progress',
       id: '1',
       label: 'linux/amd64 layer 1 (sha256:1abc…)',
@@ -226,7 +230,8 @@ describe('tty', () => {
     expect(out.writes[0]).not.toContain(`${ESC}[`.concat('1A'));
     r.update(event('2', 'start', 0, { action: 'copy', label: 'config (sha256:cfg…)', total: 2048 }));
     expect(out.writes).toHaveLength(2);
-    expect(out.writes[1]).toContain(`${ESC}[1A`);
+    // Up over the first frame: one blob and the summary line.
+    expect(out.writes[1]).toContain(`${ESC}[2A`);
 
     // Bytes alone wait for the next tick, however many arrive.
     c.advance(2000);
@@ -236,9 +241,9 @@ describe('tty', () => {
     vi.advanceTimersByTime(100);
     expect(out.writes).toHaveLength(3);
     const running = frameLines(out.writes[2]!);
-    expect(out.writes[2]).toContain(`${ESC}[2A`);
+    expect(out.writes[2]).toContain(`${ESC}[3A`);
     expect(out.writes[2]).toContain(`${ESC}[2K`);
-    expect(running).toHaveLength(2);
+    expect(running).toHaveLength(3);
     expect(running[0]).toMatch(/^encrypt +linux\/amd64 layer 1 .*\[#+\.+\] +128\.0 MiB \/ +256\.0 MiB +64\.0 MiB\/s$/);
     expect(running[1]).toMatch(/^copy +config \(sha256:cfg…\) +\[\.+\] +0 B \/ +2\.0 KiB$/);
     // Nothing new: no redraw.
@@ -254,7 +259,7 @@ describe('tty', () => {
     expect(vi.getTimerCount()).toBe(0);
 
     const final = frameLines(out.writes.at(-1)!);
-    expect(final).toHaveLength(3);
+    expect(final).toHaveLength(4);
     expect(final[0]).toMatch(/^done +linux\/amd64 layer 1 .*\[#{10,}\] +256\.0 MiB \/ +256\.0 MiB$/);
     expect(final[1]).toMatch(/^exists +config .*\[#+\] +2\.0 KiB$/);
     // A failure shows why instead of a bar.
@@ -286,7 +291,7 @@ describe('tty', () => {
     r.update(event('2', 'failed', 0, { message: 'x'.repeat(200) }));
     r.finish();
     const lines = frameLines(out.writes.at(-1)!);
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     for (const line of lines) expect(line.length).toBeLessThanOrEqual(59);
     expect(lines[0]).toContain('…');
   });
@@ -297,7 +302,7 @@ describe('tty', () => {
     r.update(event('1', 'retry', 0, { message: `bad gateway\n<html>\n${ESC}[31mboom` }));
     r.finish();
     const lines = frameLines(out.writes[0]!);
-    expect(lines).toHaveLength(1);
+    expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(/^retry .* bad gateway <html> \[31mboom$/);
 
     const log = sink();
@@ -319,7 +324,7 @@ describe('tty', () => {
     r.finish();
     for (const frame of out.writes) expect(frameLines(frame).length).toBeLessThanOrEqual(20);
     const final = frameLines(out.writes.at(-1)!);
-    expect(final).toEqual([expect.stringMatching(/^30 done \(3 already there\)$/), expect.stringMatching(/^encrypt +linux\/amd64 layer last /)]);
+    expect(final).toEqual([expect.stringMatching(/^30 done \(3 already there\)$/), expect.stringMatching(/^encrypt +linux\/amd64 layer last /), expect.stringMatching(/^elapsed /)]);
     // The frame that folded moved up over all 20 old lines and cleared what it no longer uses.
     const folding = out.writes.find((f) => f.includes(`${ESC}[20A`) && f.includes(`${ESC}[J`));
     expect(folding).toBeDefined();
@@ -332,7 +337,113 @@ describe('tty', () => {
     r.finish();
     const final = frameLines(out.writes.at(-1)!);
     expect(final).toHaveLength(19);
-    expect(final[0]).toBe('0 done, 22 more not shown');
-    expect(final.at(-1)).toContain('layer b39 ');
+    expect(final[0]).toBe('0 done, 23 more not shown');
+    expect(final.at(-2)).toContain('layer b39 ');
+    expect(final.at(-1)).toMatch(/^elapsed /);
+  });
+});
+
+describe('tty: elapsed time and ETA', () => {
+  it('formatDuration reads like a clock', () => {
+    expect(formatDuration(0)).toBe('0:00');
+    expect(formatDuration(7_400)).toBe('0:07');
+    expect(formatDuration(754_000)).toBe('12:34');
+    expect(formatDuration(3_723_000)).toBe('1:02:03');
+  });
+
+  it('a summary line under the bars shows elapsed time, bytes, rate and the time left at that rate', () => {
+    const out = sink(120);
+    const c = clock();
+    const r = reporter('tty', out, c);
+    r.update(event('1', 'start', 0));
+    r.update(event('2', 'start', 0));
+    r.update(event('3', 'skipped', 256 * MiB, { action: 'copy' }));
+    c.advance(4000);
+    // 256 MiB of 512 MiB moved in 4 s: 64 MiB/s, 256 MiB to go, so 4 s left. The blob that existed counts for neither.
+    r.update(event('1', 'retry', 64 * MiB, { message: 'reset' }));
+    r.update(event('1', 'done', 256 * MiB));
+    expect(frameLines(out.writes.at(-1)!).at(-1)).toBe('elapsed 0:04  256.0 MiB / 512.0 MiB  64.0 MiB/s  ETA 0:04');
+    c.advance(4000);
+    r.update(event('2', 'failed', 0, { message: 'gave up' }));
+    r.finish();
+    // Finished: how long it took, no ETA.
+    expect(frameLines(out.writes.at(-1)!).at(-1)).toBe('elapsed 0:08  256.0 MiB / 256.0 MiB  32.0 MiB/s');
+  });
+
+  it('counts bytes of blobs still moving, and gives no ETA before anything moved', () => {
+    vi.useFakeTimers();
+    const out = sink(120);
+    const c = clock();
+    const r = reporter('tty', out, c);
+    r.update(event('1', 'start', 0));
+    expect(frameLines(out.writes.at(-1)!).at(-1)).toBe('elapsed 0:00  0 B / 256.0 MiB');
+    c.advance(2000);
+    r.update(event('1', 'bytes', 64 * MiB));
+    vi.advanceTimersByTime(100);
+    expect(frameLines(out.writes.at(-1)!).at(-1)).toBe('elapsed 0:02  64.0 MiB / 256.0 MiB  32.0 MiB/s  ETA 0:06');
+    r.finish();
+  });
+
+  it('prints a message above the bars and draws them again below it', () => {
+    const out = sink(120);
+    const r = reporter('tty', out, clock());
+    r.update(event('1', 'start', 0));
+    r.message('skipped linux/amd64 layer 0: already encrypted');
+    const frame = out.writes.slice(1).join('');
+    // Up over the two lines drawn, cleared, the message, then the bars anew.
+    expect(frame.startsWith(`\r${ESC}[2A${ESC}[J`)).toBe(true);
+    expect(frameLines(frame)).toEqual(['skipped linux/amd64 layer 0: already encrypted', expect.stringMatching(/^encrypt +linux\/amd64 layer 1 /), expect.stringMatching(/^elapsed /)]);
+  });
+});
+
+describe('json: only JSON lines, ending with a result event', () => {
+  function parsed(out: ReturnType<typeof sink>): Array<Record<string, unknown>> {
+    return out.text().trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  it('messages become events, and the result comes last, once, with the elapsed time', () => {
+    const out = sink();
+    const c = clock();
+    const r = reporter('json', out, c);
+    r.update(event('1', 'start', 0));
+    r.message('skipped linux/amd64 layer 0: already encrypted');
+    c.advance(1500);
+    r.update(event('1', 'done', 256 * MiB));
+    r.finish();
+    r.result({ ok: true, fields: { digest: 'sha256:abc', destination: 'oci:out:1' } });
+    r.message('too late');
+    r.result({ ok: true, fields: { digest: 'again' } });
+    const lines = parsed(out);
+    expect(lines.map((l) => l.event)).toEqual(['progress', 'message', 'progress', 'result']);
+    expect(lines.every((l) => l.schemaVersion === 1)).toBe(true);
+    expect(lines[1]).toEqual({ schemaVersion: 1, event: 'message', message: 'skipped linux/amd64 layer 0: already encrypted' });
+    expect(lines.at(-1)).toEqual({ schemaVersion: 1, event: 'result', ok: true, digest: 'sha256:abc', destination: 'oci:out:1', elapsedMs: 1500 });
+  });
+
+  it('a failure ends with a failed result naming code, exit code and message, and is marked as reported', async () => {
+    const out = sink();
+    const r = reporter('json', out, clock());
+    r.update(event('1', 'start', 0));
+    const error = new ImagegateError('AUTH', 'registry.example refused the credentials for team/app');
+    await expect(endProgress(Promise.reject(error), r)).rejects.toBe(error);
+    expect(parsed(out).at(-1)).toEqual({ schemaVersion: 1, event: 'result', ok: false, error: { code: 'AUTH', exitCode: 7, message: 'registry.example refused the credentials for team/app' }, elapsedMs: 0 });
+    expect(reportedAsJson(error)).toBe(true);
+
+    const internal = new Error('boom');
+    const other = sink();
+    await expect(endProgress(Promise.reject(internal), reporter('json', other, clock()))).rejects.toBe(internal);
+    expect(parsed(other)).toEqual([{ schemaVersion: 1, event: 'result', ok: false, error: { code: 'INTERNAL', exitCode: 1, message: 'boom' }, elapsedMs: 0 }]);
+  });
+
+  it('other modes leave failures to the CLI, and print messages as lines', async () => {
+    const out = sink();
+    const r = reporter('plain', out, clock());
+    r.message('skipped layer 0');
+    const error = new ImagegateError('AUTH', 'refused');
+    await expect(endProgress(Promise.reject(error), r)).rejects.toBe(error);
+    r.result({ ok: true, fields: { digest: 'sha256:abc' } });
+    expect(out.text()).toBe('skipped layer 0\n');
+    expect(reportedAsJson(error)).toBe(false);
+    expect(await endProgress(Promise.resolve(42), undefined)).toBe(42);
   });
 });
