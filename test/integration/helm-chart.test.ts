@@ -514,6 +514,29 @@ describe.skipIf(!tools)('Helm chart deploy/helm/imagegate', () => {
     expect(all(await render({}), 'NetworkPolicy')).toEqual([]);
   });
 
+  it('runs one replica only when told that a drained node may block pod creation, or when failing open', async () => {
+    for (const values of [{ replicaCount: 1, allowSingleReplicaFailClosed: true }, { replicaCount: 1, webhook: { failurePolicy: 'Ignore' } }]) {
+      const r = await render(values);
+      expect(one(r, 'Deployment').spec.replicas).toBe(1);
+      const v = await validateManifests(tools!, r.text);
+      expect(v.ok, v.summary).toBe(true);
+    }
+  });
+
+  it('gives the webhook pod nothing for Vault: no address, token, role or egress; it never talks to Vault', async () => {
+    const r = await render(KITCHEN_SINK);
+    const c = webhookContainer(r);
+    // The --check-* flags and their values are for the injected init container, which does log in, as the pod.
+    const args = c.args as string[];
+    const own = args.filter((a, i) => !a.startsWith('--check-') && !(args[i - 1]?.startsWith('--check-') && !a.startsWith('--')));
+    expect(own.length).toBeGreaterThan(4);
+    expect(own.join(' ')).not.toMatch(/vault/i);
+    expect(JSON.stringify(c.env ?? [])).not.toMatch(/VAULT|BAO_/);
+    expect(JSON.stringify(one(r, 'ServiceAccount'))).not.toMatch(/vault/i);
+    const egress = one(r, 'NetworkPolicy').spec.egress as K8s[];
+    expect(JSON.stringify(egress)).not.toMatch(/8200|vault/i);
+  });
+
   describe('refuses bad values at install time', () => {
     const cases: Array<[string, Values, RegExp]> = [
       ['replicaCount 0', { replicaCount: 0 }, /replicaCount/],
@@ -540,6 +563,7 @@ describe.skipIf(!tools)('Helm chart deploy/helm/imagegate', () => {
       ['injection without an image pinned by digest', { injection: { enabled: true, vaultAddr: 'https://v', vaultRole: 'r' } }, /injection\.enabled needs an image pinned by digest/],
       ['a preStop sleep that eats the grace period', { preStopSleepSeconds: 30, terminationGracePeriodSeconds: 30 }, /preStopSleepSeconds \(30\) must be less than terminationGracePeriodSeconds \(30\)/],
       ['an existing TLS Secret without its CA', { tls: { mode: 'existingSecret', existingSecret: { name: 'x' } } }, /tls\.mode existingSecret needs/],
+      ['one replica failing closed (a drained node blocks pod creation)', { replicaCount: 1 }, /replicaCount 1 with webhook\.failurePolicy Fail: .* refuses every pod creation .* set allowSingleReplicaFailClosed: true/],
     ];
     it.each(checks)('%s', async (_name, values, message) => {
       const r = await templateResult(values);

@@ -8,20 +8,20 @@
  * - GitLab: JWT auth with a JWKS URL (the air-gapped alternative to discovery) and the real claim names;
  * - workloads: JWT auth with the cluster's service-account issuer keys (jwt_validation_pubkeys), and Kubernetes
  *   auth with a TokenReview responder standing in for the API server;
- * - nodes: AppRole; the webhook: JWT auth, key metadata only.
+ * - nodes: AppRole; the admission webhook: no Vault identity at all (it never talks to Vault).
+ * And what is checked before the first write: the shipped example in its air-gapped form, without the Kubernetes
+ * API server's CA, and a token that may not write every path, are refused with nothing created.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { vaultSettingsFromEnv } from '../../src/vault/settings.js';
+import { parse, stringify } from 'yaml';
 import { planSetup } from '../../src/vault/setup/apply.js';
 import { generateSetup, type SetupItem } from '../../src/vault/setup/generate.js';
 import { parseVaultSetup } from '../../src/vault/setup/load-setup.js';
-import { Transit } from '../../src/vault/transit.js';
 import { VaultSession } from '../../src/vault/vault-session.js';
 import { gitlabCiToken, githubActionsToken } from '../support/ci-identities.js';
 import { buildOciLayout, type BuiltLayout } from '../support/image-builder.js';
@@ -147,7 +147,6 @@ beforeAll(async () => {
       ],
     },
     nodes: { mount: 'approle', role: 'imagegate-node', keys: ['shop-layers', 'billing-layers'], tokenTtl: '10m' },
-    webhook: { namespace: 'imagegate', serviceAccount: 'imagegate-webhook' },
     operators: {},
   };
   setupFile = await writeSetup(document);
@@ -180,7 +179,8 @@ describe.skipIf(!ready)('imagegate vault setup (OpenBao)', () => {
     expect(first.code, first.stderr).toBe(0);
     expect(lines(first.stdout, 'updated')).toEqual([]);
     expect(lines(first.stdout, 'created')).toContain('created    role auth/jwt-github/role/shop-images (GitHub Actions acme/shop refs/heads/main → imagegate-ci-shop-images)');
-    expect(first.stderr).toContain(`wrote ${path.join(work, 'policies', 'imagegate-webhook.hcl')}`);
+    expect(first.stderr).toContain(`wrote ${path.join(work, 'policies', 'imagegate-node.hcl')}`);
+    expect(first.stderr).not.toContain('imagegate-webhook');
     const key = (await bao.api('GET', 'transit/keys/shop-layers')).data as Record<string, unknown>;
     expect(key).toMatchObject({ type: 'aes256-gcm96', derived: true, exportable: false, deletion_allowed: false, auto_rotate_period: 2592000 });
 
@@ -273,15 +273,14 @@ describe.skipIf(!ready)('imagegate vault setup (OpenBao)', () => {
       for (const image of [shopImage, billingImage]) await imagegateOk(['decrypt', `oci:${image}:v1`, `oci:${await testTempDir('node-dec-')}:v1`, '--vault', '-q'], { env });
     });
 
-    it('the webhook reads key metadata (both auth methods) but cannot unwrap', async () => {
+    it('the webhook has no Vault identity: its service account cannot log in, by either auth method', async () => {
       const viaJwt = jwtEnv('jwt-kubernetes', 'imagegate-webhook', serviceAccountToken(cluster, 'imagegate', 'imagegate-webhook'));
       for (const env of [viaJwt, await kubernetesEnv('imagegate', 'imagegate-webhook')]) {
-        const transit = new Transit(new VaultSession(await vaultSettingsFromEnv(env)));
-        expect(await transit.readKey({ mount: 'transit', name: 'shop-layers' })).toMatchObject({ derived: true, latestVersion: 1, minDecryptionVersion: 1 });
         const res = await imagegate(['decrypt', `oci:${shopImage}:v1`, `oci:${await testTempDir('wh-dec-')}:v1`, '--vault'], { env });
         expect(res.code, res.stderr).toBe(7);
-        expect(res.stderr).toMatch(/denied transit\/decrypt\/shop-layers/);
+        expect(res.stderr).toMatch(/refused the (jwt|kubernetes) login at auth\/(jwt-kubernetes|kubernetes)\/login as role "imagegate-webhook"/);
       }
+      expect(await bao.api('GET', 'sys/policies/acl/imagegate-webhook').catch(() => null)).toBeNull();
     });
 
     it('the operators policy may rotate and rewrap but not encrypt or decrypt', async () => {
@@ -366,5 +365,88 @@ describe.skipIf(!ready)('imagegate vault setup (OpenBao)', () => {
     expect(down.code).toBe(9);
     expect(down.stderr).toMatch(/cannot reach Vault at http:\/\/127\.0\.0\.1:9/);
     expect(down.stderr).not.toContain('secret-token');
+  });
+});
+
+/** What a fresh Vault holds of a setup's work: enabled auth methods, imagegate policies, Transit keys. */
+async function setupTraces(server: OpenBaoServer): Promise<{ auth: string[]; policies: string[]; keys: string[] }> {
+  const auth = Object.keys((await server.api('GET', 'sys/auth')).data as Record<string, unknown>).sort();
+  const policies = ((await server.api('LIST', 'sys/policies/acl')).data.keys as string[]).filter((p) => p.startsWith('imagegate-'));
+  const keys = ((await server.api('LIST', 'transit/keys').catch(() => null))?.data?.keys ?? []) as string[];
+  return { auth, policies, keys };
+}
+
+describe.skipIf(!ready)('imagegate vault setup: checked before the first write (a fresh OpenBao)', () => {
+  let fresh: OpenBaoServer;
+  let empty: Awaited<ReturnType<typeof setupTraces>>;
+  beforeAll(async () => {
+    fresh = (await startOpenBao())!;
+    empty = await setupTraces(fresh);
+  });
+  afterAll(async () => fresh?.stop());
+
+  /**
+   * deploy/vault/setup.example.yaml in the air-gapped form its comments describe: the issuers' keys pasted in instead
+   * of discovery, and Kubernetes auth pointed at the API server's own address (Vault runs outside the cluster).
+   */
+  async function airGappedExample(): Promise<Record<string, any>> {
+    const doc = parse(await readFile('deploy/vault/setup.example.yaml', 'utf8')) as Record<string, any>;
+    const pem = (key: KeyObject): string => createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
+    doc.ci.github.jwtValidationPubkeys = [pem(github)];
+    doc.ci.gitlab.jwtValidationPubkeys = [pem(gitlab)];
+    doc.workloads.jwt.jwtValidationPubkeys = [cluster.publicPem];
+    doc.workloads.kubernetes.host = tokenReview.host;
+    delete doc.workloads.kubernetes.caCertFromVaultPod;
+    return doc;
+  }
+
+  it('the air-gapped example without caCert is refused naming caCert, and nothing is created; with caCert it applies', async () => {
+    const env = { VAULT_ADDR: fresh.address, VAULT_TOKEN: fresh.rootToken };
+    const doc = await airGappedExample();
+    const refused = await imagegate(['vault', 'setup', '--file', await writeSetup(doc, 'air-gapped.yaml')], { env });
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain('$.workloads.kubernetes needs caCert');
+    expect(refused.stderr).toContain('caCertFromVaultPod: true');
+    expect(await setupTraces(fresh)).toEqual(empty);
+
+    doc.workloads.kubernetes.caCert = tokenReview.caCert;
+    const both = await imagegate(['vault', 'setup', '--file', await writeSetup({ ...doc, workloads: { ...doc.workloads, kubernetes: { ...doc.workloads.kubernetes, caCertFromVaultPod: true } } }, 'both-ca.yaml')], { env });
+    expect(both.code, both.stderr).toBe(2);
+    expect(both.stderr).toContain('$.workloads.kubernetes.caCertFromVaultPod cannot be combined with caCert');
+    expect(await setupTraces(fresh)).toEqual(empty);
+
+    const applied = await imagegate(['vault', 'setup', '--file', await writeSetup(doc, 'air-gapped-ca.yaml')], { env });
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(lines(applied.stdout, 'created')).toContain(`created    auth config auth/kubernetes/config (TokenReview at ${tokenReview.host})`);
+    expect((await fresh.api('GET', 'auth/kubernetes/config')).data.kubernetes_ca_cert.trim()).toBe(tokenReview.caCert.trim());
+  });
+
+  it('a token that may not write every path the plan writes is refused before the first write, naming the paths', async () => {
+    const second = (await startOpenBao())!;
+    try {
+      // The setup admin policy, but roles only readable: without the check, setup got as far as the roles.
+      const admin = await readFile('deploy/vault/imagegate-setup-admin.hcl', 'utf8');
+      const readOnlyRoles = admin.replace(/(path "auth\/\+\/role\/\*" \{\n\s*capabilities = )\[[^\]]*\]/, '$1["read"]');
+      expect(readOnlyRoles).not.toBe(admin);
+      await second.api('PUT', 'sys/policies/acl/setup-no-roles', { policy: readOnlyRoles });
+      const token = (await second.api('POST', 'auth/token/create', { policies: ['setup-no-roles'], ttl: '5m' })).auth.client_token as string;
+      const before = await setupTraces(second);
+      const res = await imagegate(['vault', 'setup', '--file', setupFile], { env: { VAULT_ADDR: second.address, VAULT_TOKEN: token } });
+      expect(res.code, res.stderr).toBe(7);
+      expect(res.stderr).toMatch(/vault setup: nothing was changed, because this token may not write \d+ of the \d+ path\(s\) the plan writes: auth\/jwt-github\/role\/shop-images \(needs create or update; the token has read\)/);
+      expect(res.stderr).toContain('imagegate-setup-admin.hcl');
+      expect(res.stderr).not.toContain('sys/policies/acl/');
+      expect(await setupTraces(second)).toEqual(before);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('a document with the old webhook section is refused, saying the webhook needs no Vault identity', async () => {
+    const doc = { ...document, webhook: { namespace: 'imagegate', serviceAccount: 'imagegate-webhook' } };
+    const res = await imagegate(['vault', 'setup', '--file', await writeSetup(doc, 'old-webhook.yaml')], { env: { VAULT_ADDR: fresh.address, VAULT_TOKEN: fresh.rootToken } });
+    expect(res.code, res.stderr).toBe(2);
+    expect(res.stderr).toContain('$.webhook is no longer read: the admission webhook never talks to Vault');
+    expect((await setupTraces(fresh)).policies).not.toContain('imagegate-webhook');
   });
 });

@@ -1,6 +1,7 @@
 import { ImagegateError } from '../../errors.js';
 import type { VaultSession } from '../vault-session.js';
 import type { SetupItem, VaultValue } from './generate.js';
+import { checkWritable } from './preflight.js';
 
 /**
  * Brings a Vault server to the state a setup document describes, idempotently: `planSetup` reads what is there
@@ -139,8 +140,12 @@ export async function planSetup(session: VaultSession, items: SetupItem[]): Prom
   return { entries };
 }
 
-/** Sends the plan's writes in order; stops at the first failure, saying so (what was written before it stays). */
+/**
+ * Sends the plan's writes in order, once {@link checkWritable} found the token may write every one of them; stops at
+ * the first failure, saying so (what was written before it stays).
+ */
 export async function applySetup(session: VaultSession, plan: SetupPlan): Promise<void> {
+  await checkWritable(session, plan.entries.flatMap((e) => e.writes.map((w) => w.path)));
   let written = 0;
   for (const entry of plan.entries) {
     for (const w of entry.writes) {

@@ -9,8 +9,8 @@ import type { CiRole, JwtMount, TokenLifetime, VaultSetup, WorkloadRole } from '
  * - CI (`imagegate-ci-ROLE`): `update` on `transit/encrypt/KEY` only. Not `create`, so encrypt cannot upsert a
  *   misspelt key into a new one; no decrypt, so a pipeline can wrap layer keys but never unwrap them.
  * - workloads (`imagegate-workload-ROLE`) and nodes (`imagegate-node`): `update` on `transit/decrypt/KEY` only.
- * - the webhook (`imagegate-webhook`): `read` on `transit/keys/KEY` (versions, min_decryption_version); no
- *   encrypt or decrypt.
+ * - the admission webhook: nothing. It never talks to Vault (the key version it judges is in the image's Transit
+ *   ciphertext), so it has no role and no policy.
  * - operators (`imagegate-rotate`): rotate, configure (min_decryption_version), rewrap and read the keys; no
  *   encrypt or decrypt, so rotation never sees a layer key.
  */
@@ -60,10 +60,6 @@ export function generateSetup(setup: VaultSetup): SetupItem[] {
   const workloads = setup.workloads;
   if (workloads !== undefined) {
     const identities: Array<{ role: WorkloadRole; policy: string; token: TokenLifetime }> = workloads.roles.map((role) => ({ role, policy: `${POLICY_PREFIX}workload-${role.name}`, token: workloads.token }));
-    const wh = setup.webhook;
-    if (wh !== undefined) {
-      identities.push({ role: { name: wh.role, namespaces: [wh.namespace], serviceAccounts: [wh.serviceAccount], keys: wh.keys, audience: wh.audience }, policy: `${POLICY_PREFIX}webhook`, token: wh.token });
-    }
     for (const { role, policy, token } of identities) {
       const who = `${role.namespaces.join(',')}/${role.serviceAccounts.join(',')}`;
       if (workloads.jwt !== undefined) {
@@ -135,12 +131,6 @@ export function generatePolicies(setup: VaultSetup): GeneratedPolicy[] {
       'The node model trusts the node: every pod on it can run images the node can unwrap; imagegate init --check',
       'is what still ties each pod to its own service account.',
     ], setup.nodes.keys.map((k) => [`${t}/decrypt/${k}`, ['update']])));
-  }
-  if (setup.webhook !== undefined) {
-    policies.push(policy(`${POLICY_PREFIX}webhook`, [
-      `The admission webhook (role "${setup.webhook.role}"): read key metadata only`,
-      '(latest_version, min_decryption_version) to judge key versions; no encrypt, decrypt or rewrap.',
-    ], setup.webhook.keys.map((k) => [`${t}/keys/${k}`, ['read']])));
   }
   if (setup.operators !== undefined) {
     policies.push(policy(`${POLICY_PREFIX}rotate`, [

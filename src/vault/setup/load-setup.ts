@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { ImagegateError, systemErrorCode } from '../../errors.js';
 import { absent, knownFields, present, yamlSyntaxError } from '../../image/strict-document.js';
-import { formatError, JsonReader, quote } from '../../image/validate.js';
+import { JsonReader, quote } from '../../image/validate.js';
 import {
   VAULT_SETUP_API_VERSIONS,
   VAULT_SETUP_KIND,
@@ -27,9 +27,9 @@ import {
  *
  * Defaults: `transit.mount: transit`; GitHub mount `jwt-github` with issuer `https://token.actions.githubusercontent.com`;
  * GitLab mount `jwt-gitlab`; `refProtected: true`; Kubernetes auth mount `kubernetes`; workload JWT mount
- * `jwt-kubernetes`; workload audience `vault`; node AppRole `approle`/`imagegate-node`; webhook role
- * `imagegate-webhook`; a JWT mount without a key source discovers its issuer (`oidcDiscoveryUrl` = issuer).
- * Token lifetimes: CI and workloads 10m (max = tokenTtl), nodes 10m (max 1h), webhook 20m (max 24h).
+ * `jwt-kubernetes`; workload audience `vault`; node AppRole `approle`/`imagegate-node`; a JWT mount without a key
+ * source discovers its issuer (`oidcDiscoveryUrl` = issuer). Kubernetes auth has no default CA: `caCert` or
+ * `caCertFromVaultPod: true`. Token lifetimes: CI and workloads 10m (max = tokenTtl), nodes 10m (max 1h).
  */
 
 export const MAX_SETUP_BYTES = 1024 * 1024;
@@ -82,7 +82,16 @@ function readSetup(root: JsonReader): VaultSetup {
   }
   const kind = present(root.field('kind'), `must be ${VAULT_SETUP_KIND}`).string();
   if (kind !== VAULT_SETUP_KIND) root.field('kind').fail(`must be ${VAULT_SETUP_KIND}, got ${quote(kind)}`);
-  knownFields(root, ['apiVersion', 'kind', 'transit', 'ci', 'workloads', 'nodes', 'webhook', 'operators']);
+  const webhook = root.field('webhook');
+  if (!absent(webhook)) {
+    // Earlier builds made a Vault role and policy for the webhook; it never used them (the key version it judges is
+    // in the image's Transit ciphertext), and an unused identity that can read key metadata is only attack surface.
+    webhook.fail(
+      'is no longer read: the admission webhook never talks to Vault, so it gets no Vault role or policy (docs/threat-model.md). ' +
+        'Remove this section; if an earlier setup created them, delete them with bao delete auth/MOUNT/role/imagegate-webhook (each workload mount) and bao policy delete imagegate-webhook',
+    );
+  }
+  knownFields(root, ['apiVersion', 'kind', 'transit', 'ci', 'workloads', 'nodes', 'operators']);
 
   const transitReader = present(root.field('transit'), 'says which Transit mount and keys imagegate uses');
   knownFields(transitReader, ['mount', 'keys']);
@@ -157,11 +166,12 @@ function readSetup(root: JsonReader): VaultSetup {
     if (absent(k8s) && absent(jw)) wlReader.fail('needs kubernetes (Kubernetes auth) or jwt (JWT auth with the cluster issuer), or both');
     let kubernetes: NonNullable<VaultSetup['workloads']>['kubernetes'];
     if (!absent(k8s)) {
-      knownFields(k8s, ['mount', 'host', 'caCert', 'disableLocalCaJwt']);
+      knownFields(k8s, ['mount', 'host', 'caCert', 'caCertFromVaultPod', 'disableLocalCaJwt']);
       const host = url(present(k8s.field('host'), 'is the API server Vault sends TokenReviews to, e.g. https://kubernetes.default.svc'));
       const caCert = pem(k8s.field('caCert'), 'certificate');
       const disable = k8s.field('disableLocalCaJwt');
       if (!absent(disable) && typeof disable.value !== 'boolean') disable.fail(`must be true or false, got ${quote(disable.value)}`);
+      kubernetesCaSource(k8s, caCert !== undefined, disable.value === true);
       kubernetes = { mount: mountPath(k8s.field('mount'), 'kubernetes'), host, ...(caCert !== undefined ? { caCert } : {}), disableLocalCaJwt: disable.value === true };
       claimMount(k8s.field('mount'), kubernetes.mount);
     }
@@ -208,31 +218,35 @@ function readSetup(root: JsonReader): VaultSetup {
     };
   }
 
-  const whReader = root.field('webhook');
-  if (!absent(whReader)) {
-    knownFields(whReader, ['namespace', 'serviceAccount', 'role', 'keys', 'audience', 'tokenTtl', 'tokenMaxTtl']);
-    const workloads = setup.workloads;
-    if (workloads === undefined) throw formatError(whReader.where, whReader.path, 'needs $.workloads with kubernetes or jwt: the webhook logs in with its service account like a workload');
-    const role = whReader.field('role');
-    const roleName = absent(role) ? 'imagegate-webhook' : segment(role);
-    if (workloads.roles.some((w) => w.name === roleName)) (absent(role) ? whReader : role).fail(`role ${quote(roleName)} is also the name of a workload role; rename one`);
-    const aud = whReader.field('audience');
-    setup.webhook = {
-      namespace: k8sName(present(whReader.field('namespace'), "is the webhook's namespace")),
-      serviceAccount: k8sName(present(whReader.field('serviceAccount'), "is the webhook's service account")),
-      role: roleName,
-      keys: keyList(whReader.field('keys'), true),
-      audience: absent(aud) ? workloadAudience : nonEmpty(aud),
-      token: lifetime(whReader, 1200, (ttl) => Math.max(ttl, 86400)),
-    };
-  }
-
   const opReader = root.field('operators');
   if (!absent(opReader)) {
     knownFields(opReader, ['keys']);
     setup.operators = { keys: keyList(opReader.field('keys'), true) };
   }
   return setup;
+}
+
+/**
+ * Where Vault gets the CA that signed the API server's certificate, decided here rather than by Vault's default.
+ * Without `kubernetes_ca_cert`, Vault reads the CA file of its own pod (/var/run/secrets/kubernetes.io/
+ * serviceaccount/ca.crt); a Vault outside the cluster has none, and `auth/M/config` then fails late in a run, after
+ * the mounts, keys, policies and other configs were written. So the document says which: `caCert`, or
+ * `caCertFromVaultPod: true`.
+ */
+function kubernetesCaSource(k8s: JsonReader, hasCaCert: boolean, disableLocalCaJwt: boolean): void {
+  const fromPod = k8s.field('caCertFromVaultPod');
+  if (!absent(fromPod) && typeof fromPod.value !== 'boolean') fromPod.fail(`must be true or false, got ${quote(fromPod.value)}`);
+  const podCa = fromPod.value === true;
+  if (hasCaCert && podCa) fromPod.fail('cannot be combined with caCert: give the CA in caCert, or let Vault read its own pod\'s CA, not both');
+  if (podCa && disableLocalCaJwt) fromPod.fail("cannot be combined with disableLocalCaJwt: true, which tells Vault not to read its pod's CA file; give caCert instead");
+  if (!hasCaCert && !podCa) {
+    k8s.fail(
+      "needs caCert: the PEM certificate of the CA that signed the API server's (host) certificate, which Vault checks when it sends TokenReviews. " +
+        "Without it Vault reads the CA file of its own pod (/var/run/secrets/kubernetes.io/serviceaccount/ca.crt), which exists only when Vault runs as a pod in this cluster: " +
+        "then say so with caCertFromVaultPod: true. The CA of your kubeconfig's cluster: " +
+        "kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d",
+    );
+  }
 }
 
 function jwtMount(r: JsonReader, defaults: { mount: string; issuer?: string; issuerField: 'issuer' | 'url' }): JwtMount {

@@ -1,7 +1,8 @@
 /**
  * The Vault setup document as data: which Transit keys exist, and which identities (CI pipelines, workloads, nodes,
- * the webhook, operators) may do what with them. `parseVaultSetup` reads it, `generateSetup` turns it into the
- * Vault objects it stands for, and `planSetup`/`applySetup` bring a Vault server to that state.
+ * operators) may do what with them. The admission webhook is not among them: it never talks to Vault.
+ * `parseVaultSetup` reads it, `generateSetup` turns it into the Vault objects it stands for, and
+ * `planSetup`/`applySetup` bring a Vault server to that state.
  */
 
 export const VAULT_SETUP_API_VERSIONS = ['imagegate.dev/v1alpha1'] as const;
@@ -82,6 +83,7 @@ export interface VaultSetup {
   };
   workloads?: {
     /** Kubernetes auth (TokenReview at every login). */
+    /** Without `caCert`, Vault reads its own pod's CA file (the document said `caCertFromVaultPod: true`). */
     kubernetes?: { mount: string; host: string; caCert?: string; disableLocalCaJwt: boolean };
     /** JWT auth with the cluster's service-account issuer (no API-server call at login). */
     jwt?: JwtMount;
@@ -97,15 +99,6 @@ export interface VaultSetup {
     secretIdTtl: number;
     /** CIDRs the secret ID may be used from and the token may be used from; empty = anywhere. */
     boundCidrs: string[];
-  };
-  webhook?: {
-    namespace: string;
-    serviceAccount: string;
-    /** The role name in each workload auth mount. */
-    role: string;
-    keys: string[];
-    audience: string;
-    token: TokenLifetime;
   };
   operators?: { keys: string[] };
 }

@@ -16,7 +16,8 @@ function testFile(name: string): string {
 function references(): Array<{ file: string; fragment?: string }> {
   const out: Array<{ file: string; fragment?: string }> = [];
   for (const [, inside] of doc.matchAll(/\[([^\]]+)\](?!\()/g)) {
-    for (const part of inside!.split(';').map((p) => p.trim())) {
+    // A reference may wrap across lines like the prose around it; the title fragment it quotes is one line.
+    for (const part of inside!.replace(/\s+/g, ' ').split(';').map((p) => p.trim())) {
       const m = /^([\w./-]+)(?::\s*(.*))?$/.exec(part);
       if (m === null || !/^(unit\/|[\w-]+(\.test\.ts)?$)/.test(m[1]!)) continue;
       const fragments = m[2] !== undefined ? [...m[2].matchAll(/"([^"]+)"/g)].map((f) => f[1]!) : [];

@@ -34,7 +34,7 @@ describe('parseVaultSetup: defaults', () => {
     });
   });
 
-  it('fills the CI, workload, node and webhook defaults', () => {
+  it('fills the CI, workload and node defaults', () => {
     const s = parseVaultSetup(
       `${HEAD}ci:
   github: {}
@@ -46,7 +46,6 @@ workloads:
   jwt: { issuer: https://kubernetes.default.svc.cluster.local }
   roles: [{ name: shop, namespaces: [shop], serviceAccounts: [web], keys: [shop-layers] }]
 nodes: { keys: [shop-layers] }
-webhook: { namespace: imagegate, serviceAccount: imagegate-webhook }
 operators: {}
 `,
       'setup.yaml',
@@ -66,14 +65,6 @@ operators: {}
       roles: [{ name: 'shop', namespaces: ['shop'], serviceAccounts: ['web'], keys: ['shop-layers'], audience: 'vault' }],
     });
     expect(s.nodes).toEqual({ mount: 'approle', role: 'imagegate-node', keys: ['shop-layers'], token: { ttl: 600, maxTtl: 3600 }, secretIdTtl: 0, boundCidrs: [] });
-    expect(s.webhook).toEqual({
-      namespace: 'imagegate',
-      serviceAccount: 'imagegate-webhook',
-      role: 'imagegate-webhook',
-      keys: ['shop-layers', 'billing-layers'],
-      audience: 'vault',
-      token: { ttl: 1200, maxTtl: 86400 },
-    });
     expect(s.operators).toEqual({ keys: ['shop-layers', 'billing-layers'] });
   });
 
@@ -102,6 +93,24 @@ ci:
     expect(s.ci?.roles.map((r) => r.name)).toEqual(['shop-images', 'billing-images']);
     expect(s.workloads?.kubernetes).toEqual({ mount: 'kubernetes', host: 'https://kubernetes.default.svc', disableLocalCaJwt: false });
     expect(await readFile('deploy/vault/setup.example.yaml', 'utf8')).toContain('kind: VaultSetup');
+  });
+});
+
+describe('parseVaultSetup: Kubernetes auth says where Vault gets the API server CA', () => {
+  const k8s = (fields: string): string => `${HEAD}workloads: { kubernetes: { host: 'https://203.0.113.10:6443'${fields} }, roles: [] }\n`;
+
+  it('refuses neither caCert nor caCertFromVaultPod, naming caCert and how to get it', () => {
+    expectBad(k8s(''), '$.workloads.kubernetes needs caCert', 'caCertFromVaultPod: true', 'certificate-authority-data');
+    expectBad(k8s(', disableLocalCaJwt: true'), '$.workloads.kubernetes needs caCert');
+  });
+
+  it('refuses the pod CA with disableLocalCaJwt (caCert and caCertFromVaultPod together: vault-setup.test.ts)', () => {
+    expectBad(k8s(', caCertFromVaultPod: true, disableLocalCaJwt: true'), '$.workloads.kubernetes.caCertFromVaultPod cannot be combined with disableLocalCaJwt: true');
+    expectBad(k8s(', caCertFromVaultPod: "yes"'), '$.workloads.kubernetes.caCertFromVaultPod must be true or false');
+  });
+
+  it('reads caCertFromVaultPod: true as Vault\'s own default (no kubernetes_ca_cert)', () => {
+    expect(parseVaultSetup(k8s(', caCertFromVaultPod: true'), 'setup.yaml').workloads?.kubernetes).toEqual({ mount: 'kubernetes', host: 'https://203.0.113.10:6443', disableLocalCaJwt: false });
   });
 });
 
@@ -150,17 +159,13 @@ describe('parseVaultSetup: refusals name the field', () => {
     expectBad(role('', 'github: { mount: jwt }\n  gitlab: { mount: jwt, url: https://g.example }'), '$.ci.gitlab.mount uses auth mount "jwt", which $.ci.github.mount uses already');
   });
 
-  it('workloads, nodes and the webhook', () => {
+  it('workloads and nodes', () => {
     expectBad(`${HEAD}workloads: { roles: [] }\n`, '$.workloads needs kubernetes');
     expectBad(`${HEAD}workloads: { kubernetes: { host: 'kubernetes.default.svc' }, roles: [] }\n`, '$.workloads.kubernetes.host must be a URL');
-    expectBad(`${HEAD}workloads: { kubernetes: { host: 'https://k' }, roles: [{ name: a, namespaces: [Shop], serviceAccounts: [web], keys: [shop-layers] }] }\n`, '$.workloads.roles[0].namespaces[0] must be a Kubernetes name');
-    expectBad(`${HEAD}workloads: { kubernetes: { host: 'https://k' }, roles: [{ name: a, namespaces: [], serviceAccounts: [web], keys: [shop-layers] }] }\n`, '$.workloads.roles[0].namespaces must list at least one name');
+    expectBad(`${HEAD}workloads: { kubernetes: { host: 'https://k', caCertFromVaultPod: true }, roles: [{ name: a, namespaces: [Shop], serviceAccounts: [web], keys: [shop-layers] }] }\n`, '$.workloads.roles[0].namespaces[0] must be a Kubernetes name');
+    expectBad(`${HEAD}workloads: { kubernetes: { host: 'https://k', caCertFromVaultPod: true }, roles: [{ name: a, namespaces: [], serviceAccounts: [web], keys: [shop-layers] }] }\n`, '$.workloads.roles[0].namespaces must list at least one name');
     expectBad(`${HEAD}workloads: { kubernetes: { host: 'https://k', caCert: 'not a pem' }, roles: [] }\n`, '$.workloads.kubernetes.caCert must be a PEM block');
-    expectBad(`${HEAD}webhook: { namespace: imagegate, serviceAccount: wh }\n`, '$.webhook needs $.workloads');
-    expectBad(
-      `${HEAD}workloads: { kubernetes: { host: 'https://k' }, roles: [{ name: imagegate-webhook, namespaces: [a], serviceAccounts: [b], keys: [shop-layers] }] }\nwebhook: { namespace: imagegate, serviceAccount: wh }\n`,
-      'role "imagegate-webhook" is also the name of a workload role',
-    );
+    expectBad(`${HEAD}webhook: { namespace: imagegate, serviceAccount: wh }\n`, '$.webhook is no longer read: the admission webhook never talks to Vault', 'bao policy delete imagegate-webhook');
     expectBad(`${HEAD}nodes: { keys: [shop-layers], boundCidrs: [10.0.0.0] }\n`, '$.nodes.boundCidrs[0] must be a CIDR');
     expectBad(`${HEAD}nodes: { keys: [shop-layers], tokenTtl: 1h, tokenMaxTtl: 10m }\n`, '$.nodes.tokenMaxTtl must be at least tokenTtl (3600s)');
   });

@@ -20,11 +20,10 @@ ci:
     - { name: shop, keys: [shop-layers], github: { repository: acme/shop, ref: refs/heads/main, environment: prod, audience: https://vault.example } }
     - { name: billing, keys: [billing-layers], gitlab: { projectPath: acme/billing, audience: https://vault.example } }
 workloads:
-  kubernetes: { host: https://k8s.example:6443 }
+  kubernetes: { host: https://k8s.example:6443, caCertFromVaultPod: true }
   jwt: { issuer: https://k8s.example, jwtValidationPubkeys: [${JSON.stringify(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString())}] }
   roles: [{ name: shop, namespaces: [shop, shop-canary], serviceAccounts: [web], keys: [shop-layers] }]
 nodes: { keys: [shop-layers, billing-layers], boundCidrs: [10.0.0.0/8] }
-webhook: { namespace: imagegate, serviceAccount: imagegate-webhook }
 operators: { keys: [shop-layers] }
 `,
   'setup.yaml',
@@ -41,7 +40,8 @@ describe('generatePolicies: least privilege per identity', () => {
   const grants = (name: string): string[] => [...policies.get(name)!.matchAll(/^path "([^"]+)" \{\n {2}capabilities = \[([^\]]*)\]\n\}/gm)].map((m) => `${m[1]} ${m[2]}`);
 
   it('names one policy per identity', () => {
-    expect([...policies.keys()]).toEqual(['imagegate-ci-shop', 'imagegate-ci-billing', 'imagegate-workload-shop', 'imagegate-node', 'imagegate-webhook', 'imagegate-rotate']);
+    // None for the admission webhook: it never talks to Vault.
+    expect([...policies.keys()]).toEqual(['imagegate-ci-shop', 'imagegate-ci-billing', 'imagegate-workload-shop', 'imagegate-node', 'imagegate-rotate']);
   });
 
   it('CI may only update transit/encrypt on its own keys (no create, so no upsert; no decrypt)', () => {
@@ -49,10 +49,9 @@ describe('generatePolicies: least privilege per identity', () => {
     expect(grants('imagegate-ci-billing')).toEqual(['transit/encrypt/billing-layers "update"']);
   });
 
-  it('workloads and nodes may only decrypt with their keys; the webhook only reads key metadata', () => {
+  it('workloads and nodes may only decrypt with their keys', () => {
     expect(grants('imagegate-workload-shop')).toEqual(['transit/decrypt/shop-layers "update"']);
     expect(grants('imagegate-node')).toEqual(['transit/decrypt/shop-layers "update"', 'transit/decrypt/billing-layers "update"']);
-    expect(grants('imagegate-webhook')).toEqual(['transit/keys/shop-layers "read"', 'transit/keys/billing-layers "read"']);
   });
 
   it('operators rotate, configure, rewrap and read, and never encrypt or decrypt', () => {
@@ -140,7 +139,7 @@ describe('generateSetup: mounts, keys, auth configs and roles', () => {
       token_ttl: 600,
       token_max_ttl: 600,
     });
-    expect(item(items, 'auth/kubernetes/role/imagegate-webhook').body).toMatchObject({ bound_service_account_names: ['imagegate-webhook'], bound_service_account_namespaces: ['imagegate'], token_policies: ['imagegate-webhook'] });
+    expect(items.filter((i) => i.kind === 'role' && i.path.endsWith('/imagegate-webhook'))).toEqual([]);
   });
 
   it('the node AppRole needs a secret ID and is bound to the node network', () => {

@@ -113,6 +113,9 @@ matchExpressions:
 {{- if gt (mul (int .Values.webhook.budgetMs) 2) $timeoutMs }}
 {{- fail (printf "webhook.budgetMs (%d) must be at most half of webhook.timeoutSeconds (%d s): the webhook must answer with its own verdict well before the API server gives up on it and applies failurePolicy" (int .Values.webhook.budgetMs) (int .Values.webhook.timeoutSeconds)) }}
 {{- end }}
+{{- if and (lt (int .Values.replicaCount) 2) (eq .Values.webhook.failurePolicy "Fail") (not .Values.allowSingleReplicaFailClosed) }}
+{{- fail "replicaCount 1 with webhook.failurePolicy Fail: while the one webhook pod is down (its node drained, a crash, a node failure) the API server has no webhook to call and refuses every pod creation in the namespaces it covers, cluster-wide. Run replicaCount 2 or more (the default), or set allowSingleReplicaFailClosed: true where that is acceptable (a one-node test cluster)" }}
+{{- end }}
 {{- if ge (int .Values.preStopSleepSeconds) (int .Values.terminationGracePeriodSeconds) }}
 {{- fail (printf "preStopSleepSeconds (%d) must be less than terminationGracePeriodSeconds (%d): the pod needs time left to finish admissions in flight after the sleep" (int .Values.preStopSleepSeconds) (int .Values.terminationGracePeriodSeconds)) }}
 {{- end }}
