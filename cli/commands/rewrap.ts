@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ImagegateError } from '../../src/errors.js';
+import { ImagegateError, VERDICT_EXIT_CODES } from '../../src/errors.js';
 import { canonicalRepositoryName } from '../../src/image/reference.js';
 import { catalogTargets, rewrapRepository } from '../../src/ops/rewrap.js';
 import { parseTransportReference } from '../../src/transport/transports.js';
@@ -10,6 +10,7 @@ import { vaultLayerKeysFromEnv } from '../vault.js';
 interface RewrapFlags extends TransferFlags {
   bind?: string;
   repositories: string[];
+  newTagSuffix?: string;
 }
 
 export function registerRewrap(program: Command): void {
@@ -23,7 +24,14 @@ export function registerRewrap(program: Command): void {
     )
     .argument('<image...>', 'docker://HOST/REPO[:TAG] (without a tag: every tag); with --repositories, registries HOST[:PORT]')
     .option('--bind <host/repo>', 'also re-bind the keys to this repository (promotion; needs decrypt rights on the key)')
-    .option('--repositories <glob>', "rewrap every repository of each registry's catalog whose path matches (team-0*/**): one shard of a large registry; repeatable", collect, []);
+    .option('--repositories <glob>', "rewrap every repository of each registry's catalog whose path matches (team-0*/**): one shard of a large registry; repeatable", collect, [])
+    .option('--new-tag-suffix <suffix>', 'where the registry refuses to move a tag (immutable tags), push the rewrapped image as TAG+SUFFIX too (e.g. -rewrapped)')
+    .addHelpText(
+      'after',
+      '\nA registry with immutable tags keeps such a tag on the old image (it decrypts until the old key version is\n' +
+        'retired); the rewrapped image is pushed by digest, and the tag is reported. Exit codes: 0 done, 10 a tag could not\n' +
+        'be moved and no --new-tag-suffix was given, otherwise as for other commands.',
+    );
   addTransferOptions(command, false).action(async (images: string[], flags: RewrapFlags) => {
     const transfer = await transferSettings({ ...flags, quiet: true }, 'rewrap');
     const registry = transfer.source.registry ?? {};
@@ -33,18 +41,36 @@ export function registerRewrap(program: Command): void {
       if (r.reference.digest !== undefined) throw new ImagegateError('USAGE', `${text}: name a tag or a whole repository; a digest cannot be moved to a rewrapped image`);
       return r.reference;
     });
+    if (flags.newTagSuffix !== undefined && !/^[\w.-]{1,64}$/.test(flags.newTagSuffix)) {
+      throw new ImagegateError('USAGE', `--new-tag-suffix ${JSON.stringify(flags.newTagSuffix)}: a tag suffix is letters, digits, '_', '.' and '-' (for example -rewrapped)`);
+    }
     const vault = await vaultLayerKeysFromEnv();
+    let stuck = 0;
     for (const ref of refs) {
       await rewrapRepository(
         ref,
         registry,
-        { vault, ...(flags.bind !== undefined ? { bindTo: canonicalRepositoryName(flags.bind) } : {}) },
+        {
+          vault,
+          ...(flags.bind !== undefined ? { bindTo: canonicalRepositoryName(flags.bind) } : {}),
+          ...(flags.newTagSuffix !== undefined ? { newTagSuffix: flags.newTagSuffix } : {}),
+        },
         (r) => {
-          const name = `docker://${ref.domain}/${ref.path}:${r.tags.join(',')}`;
+          const repo = `docker://${ref.domain}/${ref.path}`;
+          const name = `${repo}:${r.tags.join(',')}`;
           info(r.rewrapped === 0 ? `${name}: no Vault-wrapped key to move (none, or all at the latest version and binding); nothing written` : `${name}: rewrapped ${r.rewrapped} layer key(s); ${r.before} -> ${r.after}`);
+          for (const k of r.kept) {
+            const instead = r.added.includes(`${k.tag}${flags.newTagSuffix ?? ''}`) ? `pushed as ${repo}:${k.tag}${flags.newTagSuffix}` : `pushed only as ${repo}@${r.after} (add --new-tag-suffix to tag it)`;
+            info(`${repo}:${k.tag}: the registry refused to move this tag (immutable?), so it still names ${r.before}; the rewrapped image is ${instead}. The registry said: ${k.reason}`);
+          }
+          if (r.kept.length > r.added.length) stuck++;
           process.stdout.write(`${name} ${r.after}\n`);
         },
       );
+    }
+    if (stuck > 0) {
+      info(`${stuck} image(s) keep a tag on the old key version: deploy them by digest or re-run with --new-tag-suffix before retiring that version`);
+      process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
     }
   });
 }

@@ -1,5 +1,5 @@
 import { canonicalBindingName } from '../image/reference.js';
-import { ImagegateError } from '../errors.js';
+import { ImagegateError, isImagegateError } from '../errors.js';
 import type { ImageDestination, ImageSource } from '../image/image.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
 import { splitAnnotationItems } from '../crypto/key-wrapper.js';
@@ -20,6 +20,11 @@ export interface RewrapOptions extends CopyOptions {
   onRewrap?: (label: string, from: number, to: number) => void;
   /** Accept images without Vault-wrapped keys (rewrapping a whole repository), instead of failing. */
   allowNothing?: boolean;
+  /**
+   * Where a registry refuses to move a tag to the rewrapped image (immutable tags), also push it under the tag plus
+   * this suffix; without it the rewrapped image is only pushed by digest.
+   */
+  newTagSuffix?: string;
 }
 
 /**
@@ -80,6 +85,10 @@ export interface RepositoryRewrap {
   after: string;
   /** Layers whose keys moved; 0 when nothing changed, and then nothing was written. */
   rewrapped: number;
+  /** Tags the registry refused to move (immutable tags), with its answer: they still name `before`. */
+  kept: Array<{ tag: string; reason: string }>;
+  /** Tags pushed for the rewrapped image instead of the kept ones (`RewrapOptions.newTagSuffix`). */
+  added: string[];
 }
 
 /** Images (and tag look-ups) of one repository handled at once, over its one connection pool. */
@@ -112,19 +121,37 @@ export async function rewrapRepository(
     const rewrapOne = async (before: string, group: { tags: string[]; root: FetchedManifest }): Promise<RepositoryRewrap> => {
       const tagged = { domain: ref.domain, path: ref.path, tag: group.tags[0]! };
       const source = RegistrySource.fromFetched(tagged, http, group.root);
-      const destination = RegistryDestination.over(tagged, http);
+      // Pushed by digest; each tag is moved below, where a registry that refuses to move one can be answered.
+      const destination = RegistryDestination.over({ domain: ref.domain, path: ref.path }, http);
       const result = await rewrapImage(source, destination, { ...options, allowNothing: ref.tag === undefined, inPlace: true });
-      if (result.rewrittenLayers > 0) {
-        const moved = await client.getManifest(result.root.digest);
-        for (const tag of group.tags.slice(1)) await client.putManifest(tag, moved.bytes, moved.descriptor.mediaType);
-      }
-      const r = { tags: group.tags, before, after: result.root.digest, rewrapped: result.rewrittenLayers };
+      const r: RepositoryRewrap = { tags: group.tags, before, after: result.root.digest, rewrapped: result.rewrittenLayers, kept: [], added: [] };
+      if (result.rewrittenLayers > 0) await moveTags(client, destination.writtenManifest(r.after)!, r, options.newTagSuffix);
       onImage(r);
       return r;
     };
     return await Promise.all([...byDigest].map(([before, group]) => limit(() => rewrapOne(before, group))));
   } finally {
     await http.close();
+  }
+}
+
+/**
+ * Points each tag of a rewrapped image at its new manifest, which is already pushed by digest. A registry with
+ * immutable tags refuses (Harbor answers 412, ECR 400 TAG_INVALID, others 409): such a tag keeps the old image, which
+ * still decrypts until the old key version is retired, and the rewrapped one gets the tag plus `suffix` if given.
+ * Only a refusal that is not temporary counts: the digest push just succeeded, so it is about the tag.
+ */
+async function moveTags(client: RepositoryClient, moved: { bytes: Buffer; mediaType: string }, r: RepositoryRewrap, suffix: string | undefined): Promise<void> {
+  for (const tag of r.tags) {
+    try {
+      await client.putManifest(tag, moved.bytes, moved.mediaType);
+    } catch (e) {
+      if (!isImagegateError(e) || e.temporary) throw e;
+      r.kept.push({ tag, reason: e.message });
+      if (suffix === undefined) continue;
+      await client.putManifest(`${tag}${suffix}`, moved.bytes, moved.mediaType);
+      r.added.push(`${tag}${suffix}`);
+    }
   }
 }
 

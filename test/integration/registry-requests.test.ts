@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildOciLayout, randomLayerFiles } from '../support/image-builder.js';
-import { imagegateOk } from '../support/imagegate.js';
+import { imagegate, imagegateOk } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { startCountingProxy, type CountingProxy } from '../support/counting-proxy.js';
@@ -103,5 +103,50 @@ describe.skipIf(!ready)('a registry split into shards (--repositories)', () => {
     expect(out.stdout).not.toContain('/team/app');
     expect(count('GET /v2/_catalog?n=1000')).toBe(1);
     expect(count('PUT /v2/team/app/manifests/*')).toBe(0);
+  });
+});
+
+describe.skipIf(!ready)('a registry whose tags cannot move (immutable tags)', () => {
+  let frozen: CountingProxy;
+  let freeze = false;
+  beforeAll(async () => {
+    if (!ready) return;
+    // As Harbor answers a push that would move an immutable tag: 412 and a DENIED error. Pushes by digest and of
+    // new tags still go through.
+    frozen = await startCountingProxy(reg.url, (method, url) =>
+      freeze && method === 'PUT' && url === '/v2/team/frozen/manifests/1'
+        ? { status: 412, body: JSON.stringify({ errors: [{ code: 'DENIED', message: 'The tag team/frozen:1 is immutable, cannot be overwritten.' }] }) }
+        : undefined,
+    );
+    const dir = await tempDir('imagegate-frozen-');
+    const src = await buildOciLayout(path.join(dir.path, 'src'), { tag: 'v1', images: [{ layers: [{ files: randomLayerFiles(303, 1, 10 * 1024) }] }] });
+    await imagegateOk(['encrypt', `oci:${src.dir}:v1`, `docker://${frozen.host}/team/frozen:1`, '-r', 'vault:layers', '--insecure', '-q'], { env });
+    await dir.cleanup();
+    freeze = true;
+  }, 60_000);
+  afterAll(async () => frozen?.close());
+
+  const tagDigest = async (tag: string): Promise<string | undefined> => {
+    const res = await fetch(`${reg.url}/v2/team/frozen/manifests/${tag}`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    return res.status === 200 ? (res.headers.get('docker-content-digest') ?? undefined) : undefined;
+  };
+
+  it('pushes the rewrapped image by digest, leaves the tag, says so and exits 10; with --new-tag-suffix it tags it and exits 0', async () => {
+    await bao.api('POST', 'transit/keys/layers/rotate', {});
+    const old = await tagDigest('1');
+    const refused = await imagegate(['rewrap', `docker://${frozen.host}/team/frozen`, '--insecure'], { env });
+    expect(refused.code, refused.stderr).toBe(10);
+    expect(refused.stderr).toContain(`docker://${frozen.host}/team/frozen:1: the registry refused to move this tag`);
+    expect(refused.stderr).toContain('is immutable, cannot be overwritten');
+    expect(refused.stderr).toContain('--new-tag-suffix');
+    const rewrapped = refused.stdout.trim().split(' ').pop()!;
+    expect(await tagDigest('1')).toBe(old);
+    expect(await tagDigest(rewrapped)).toBe(rewrapped);
+
+    const tagged = await imagegate(['rewrap', `docker://${frozen.host}/team/frozen`, '--insecure', '--new-tag-suffix', '-rewrapped'], { env });
+    expect(tagged.code, tagged.stderr).toBe(0);
+    expect(tagged.stderr).toContain(`pushed as docker://${frozen.host}/team/frozen:1-rewrapped`);
+    expect(await tagDigest('1')).toBe(old);
+    expect(await tagDigest('1-rewrapped')).toBe(tagged.stdout.trim().split(' ').pop());
   });
 });

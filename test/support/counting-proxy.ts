@@ -19,10 +19,20 @@ export interface CountingProxy {
 
 const HOP_BY_HOP = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
 
-export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
+/** An answer the proxy gives itself instead of forwarding, e.g. a registry refusing to move an immutable tag. */
+export type ProxyAnswer = (method: string, url: string) => { status: number; body: string } | undefined;
+
+export async function startCountingProxy(upstream: string, answer: ProxyAnswer = () => undefined): Promise<CountingProxy> {
   const state = { requests: [] as string[], connections: 0 };
   const server = http.createServer((req, res) => {
     state.requests.push(`${req.method} ${req.url}`);
+    const own = answer(req.method ?? 'GET', req.url ?? '/');
+    if (own !== undefined) {
+      req.resume();
+      res.writeHead(own.status, { 'content-type': 'application/json' });
+      res.end(own.body);
+      return;
+    }
     // Every header but the hop-by-hop ones (a Vault token, a registry's Authorization) goes on unchanged.
     const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !HOP_BY_HOP.has(k))) as Record<string, string>;
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
