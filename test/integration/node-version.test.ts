@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,9 +56,15 @@ describe.skipIf('missing' in old)('imagegate on an old Node.js', () => {
   });
 
   it('names scripts/node24.sh by its absolute path outside the checkout', async () => {
-    const res = await run(node, [CLI, '--version'], { cwd: os.tmpdir() });
-    expect(res.stderr).toBe(expectedLine(path.join(REPO, 'scripts/node24.sh')));
-    expect(res.code).toBe(2);
+    // A new directory, not the temp directory itself: the checkout may live under it (a CI clone in /tmp).
+    const elsewhere = await mkdtemp(path.join(os.tmpdir(), 'imagegate-elsewhere-'));
+    try {
+      const res = await run(node, [CLI, '--version'], { cwd: elsewhere });
+      expect(res.stderr).toBe(expectedLine(path.join(REPO, 'scripts/node24.sh')));
+      expect(res.code).toBe(2);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it('names a command that does give the CLI a Node it runs on', async () => {
