@@ -11,13 +11,20 @@ import { ImagegateError } from '../errors.js';
  *
  * Bytes travel through a shared ring: the caller copies a chunk in (a memcpy, about 20 times cheaper than hashing it)
  * and may pass the chunk on at once; the worker hashes it from the ring and hands the space back. One ring per thread,
- * shared by its streams, bounds the bytes in flight, so memory stays flat however large or many the layers are.
+ * shared by its streams in slots, bounds the bytes in flight, so memory stays flat however large or many the layers are.
  *
  * Small content (manifests, configs) never starts a thread: the first INLINE_LIMIT bytes are hashed here and kept,
  * and only a stream that grows past them moves to a worker, which re-hashes the kept head from the start.
  */
 export const INLINE_LIMIT = 1024 * 1024;
 const RING_BYTES = 2 * 1024 * 1024;
+/**
+ * The ring is handed out in slots: a stream fills one slot and sends it to the worker whole, so a registry body's
+ * 64 KiB chunks cost one message per 256 KiB instead of one each (a 1 GiB pull sent some 49,000 before). Several
+ * streams share a thread, so each fills its own slot rather than a run of the ring that another stream would break.
+ */
+const SLOT_BYTES = 256 * 1024;
+const SLOTS = RING_BYTES / SLOT_BYTES;
 const MAX_WORKERS = 2;
 
 /** The worker's whole program (CommonJS, as eval workers are): one hash per open stream, fed from its ring. */
@@ -36,7 +43,7 @@ parentPort.on('message', (m) => {
   } else if (m.op === 'update') {
     // A stream closed early may still have pieces on the way; they only hand their space back.
     streams.get(m.id)?.update(ring.subarray(m.start, m.start + m.length));
-    parentPort.postMessage({ op: 'consumed', id: m.id, length: m.length });
+    parentPort.postMessage({ op: 'consumed', id: m.id, slot: m.slot });
   } else if (m.op === 'digest') {
     const hash = streams.get(m.id);
     streams.delete(m.id);
@@ -47,7 +54,7 @@ parentPort.on('message', (m) => {
 });
 `;
 
-type WorkerReply = { op: 'consumed'; id: number; length: number } | { op: 'digest'; id: number; hex: string };
+type WorkerReply = { op: 'consumed'; id: number; slot: number } | { op: 'digest'; id: number; hex: string };
 
 interface RemoteStream {
   onDigest(hex: string): void;
@@ -62,8 +69,9 @@ class HashThread {
   private readonly worker: Worker;
   private readonly streams = new Map<number, RemoteStream>();
   private readonly ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
-  private writeAt = 0;
-  private free = RING_BYTES;
+  private readonly freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
+  /** The slot each stream is filling, and how much of it is filled. */
+  private readonly filling = new Map<number, { slot: number; filled: number }>();
   /** Streams waiting for ring space, first come first served. */
   private readonly spaceWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private failure: Error | undefined;
@@ -75,8 +83,9 @@ class HashThread {
     this.worker.postMessage({ op: 'ring', ring: this.ring.buffer });
     this.worker.on('message', (m: WorkerReply) => {
       if (m.op === 'consumed') {
-        this.free += m.length;
-        this.spaceWaiters.shift()?.resolve();
+        this.freeSlots.push(m.slot);
+        // All of them: each takes what it can and waits again (sending what it holds) if that was not enough.
+        for (const w of this.spaceWaiters.splice(0)) w.resolve();
       } else {
         this.streams.get(m.id)?.onDigest(m.hex);
       }
@@ -111,34 +120,57 @@ class HashThread {
   }
 
   /**
-   * Copies chunks into the ring, in pieces that fit before its end, and sends each to the worker. Returns a promise
-   * only when the ring filled up and the rest must wait for the worker to hand space back.
+   * Copies chunks into this stream's slot of the ring, sending each slot to the worker once full. Returns a promise
+   * only when no slot was free and the rest must wait for the worker to hand one back.
    */
   copy(id: number, chunks: Uint8Array[]): Promise<void> | undefined {
+    // Closed while it waited for a slot: nothing more to hash.
+    if (!this.streams.has(id)) return undefined;
     for (let c = 0; c < chunks.length; c++) {
       let chunk = chunks[c]!;
       while (chunk.length > 0) {
-        const contiguous = Math.min(this.free, RING_BYTES - this.writeAt, chunk.length);
-        if (contiguous === 0) {
-          if (this.failure !== undefined) return Promise.reject(this.failure);
-          const rest = [chunk, ...chunks.slice(c + 1)];
-          return new Promise<void>((resolve, reject) => this.spaceWaiters.push({ resolve, reject })).then(() => this.copy(id, rest));
+        let slot = this.filling.get(id);
+        if (slot === undefined) {
+          const free = this.freeSlots.pop();
+          if (free === undefined) {
+            if (this.failure !== undefined) return Promise.reject(this.failure);
+            // Slots come back only once the worker has them: send the partly filled ones too, or streams holding
+            // one each could wait for each other for ever.
+            for (const held of [...this.filling.keys()]) this.send(held);
+            const rest = [chunk, ...chunks.slice(c + 1)];
+            return new Promise<void>((resolve, reject) => this.spaceWaiters.push({ resolve, reject })).then(() => this.copy(id, rest));
+          }
+          slot = { slot: free, filled: 0 };
+          this.filling.set(id, slot);
         }
-        this.ring.set(chunk.subarray(0, contiguous), this.writeAt);
-        this.worker.postMessage({ op: 'update', id, start: this.writeAt, length: contiguous });
-        this.free -= contiguous;
-        this.writeAt = (this.writeAt + contiguous) % RING_BYTES;
-        chunk = chunk.subarray(contiguous);
+        const piece = Math.min(SLOT_BYTES - slot.filled, chunk.length);
+        this.ring.set(chunk.subarray(0, piece), slot.slot * SLOT_BYTES + slot.filled);
+        slot.filled += piece;
+        chunk = chunk.subarray(piece);
+        if (slot.filled === SLOT_BYTES) this.send(id);
       }
     }
+    // Another stream waits for a slot: send what this one holds, so that one comes back.
+    if (this.spaceWaiters.length > 0) this.send(id);
     return undefined;
   }
 
   requestDigest(id: number): void {
+    this.send(id);
     this.worker.postMessage({ op: 'digest', id });
   }
 
+  /** Sends the stream's slot, as far as it is filled, to the worker. */
+  private send(id: number): void {
+    const slot = this.filling.get(id);
+    if (slot === undefined) return;
+    this.filling.delete(id);
+    this.worker.postMessage({ op: 'update', id, slot: slot.slot, start: slot.slot * SLOT_BYTES, length: slot.filled });
+  }
+
   close(id: number): void {
+    // Its slot goes to the worker like any other (which skips a closed stream's bytes), and so comes back.
+    this.send(id);
     if (!this.streams.delete(id)) return;
     if (this.failure === undefined) this.worker.postMessage({ op: 'close', id });
     if (this.streams.size === 0) this.worker.unref();

@@ -52,6 +52,12 @@ describe('StreamHash', () => {
     expect(digests).toEqual(inputs.map((bytes) => createHash('sha256').update(bytes).digest('hex')));
   });
 
+  it('serves more streams than its ring has slots, fed in small interleaved chunks, without waiting for ever', async () => {
+    const inputs = Array.from({ length: 20 }, () => randomBytes(INLINE_LIMIT + 300_000));
+    const digests = await Promise.all(inputs.map((bytes) => hashAll(new StreamHash('sha256'), chunksOf(bytes, 4096))));
+    expect(digests).toEqual(inputs.map((bytes) => createHash('sha256').update(bytes).digest('hex')));
+  });
+
   it('hashes an empty stream', async () => {
     expect(await new StreamHash('sha256').digest()).toBe(createHash('sha256').digest('hex'));
   });
