@@ -67,7 +67,9 @@ export function printTable(cases, results) {
     const rs = best(c);
     const median = rs[Math.floor(rs.length / 2)].seconds;
     const rss = Math.max(...rs.map((r) => r.rssMiB));
-    const reference = c.tool === 'imagegate' ? cases.find((o) => o.tool !== 'imagegate' && o.op === c.op) : undefined;
+    // The reference tool's case for the same op, or its only case (umoci's plaintext unpack).
+    const others = cases.filter((o) => !o.tool.startsWith('imagegate'));
+    const reference = c.tool.startsWith('imagegate') ? (others.find((o) => o.op === c.op) ?? (others.length === 1 ? others[0] : undefined)) : undefined;
     const ratio = reference !== undefined ? `${(best(reference)[0].seconds / rs[0].seconds).toFixed(2)}× ${reference.tool}` : '';
     console.log(
       `| ${c.tool} | ${c.op} | ${rs[0].seconds.toFixed(2)} | ${rs[0].MBps.toFixed(0)} | ${median.toFixed(2)} | ${rs[0].cpuSeconds.toFixed(2)} | ${rss.toFixed(0)} | ${ratio} |`,
