@@ -39,13 +39,14 @@ export function reportFailure(e: unknown): number {
 
 /**
  * An AbortSignal that fires on the first SIGINT or SIGTERM, so a running copy stops and removes what it staged;
- * a second signal exits at once.
+ * a second signal exits at once. `leaves` says what the interrupted work leaves behind; `say` prints the notice
+ * (through the progress reporter, so `--progress json` stays JSON lines only).
  */
-export function interruptSignal(leaves = 'nothing was written'): AbortSignal {
+export function interruptSignal(leaves = 'nothing was written', say: (text: string) => void = info): AbortSignal {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals): void => {
     if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED);
-    info(`imagegate: ${name}: stopping and removing partial output (again to quit at once)`);
+    say(`imagegate: ${name}: stopping and removing partial output (again to quit at once)`);
     controller.abort(new ImagegateError('INTERRUPTED', `interrupted by ${name}; ${leaves}`));
   };
   process.on('SIGINT', onSignal);

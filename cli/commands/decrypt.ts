@@ -8,7 +8,7 @@ import { describeSweptStaging, sweepStaleStagingOf } from '../../src/transport/s
 import { vaultLayerKeysFromEnv } from '../vault.js';
 import { loadKeys } from '../recipients.js';
 import { collect, interruptSignal } from '../run.js';
-import { endProgress, note } from '../progress.js';
+import { endProgress, note, type ProgressReporter } from '../progress.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 import { addAlias, decryptionKeyFile } from '../skopeo-flags.js';
 
@@ -47,12 +47,15 @@ Examples:
     )
     .action(async (src: string, dst: string, flags: DecryptFlags) => {
       // First: a Ctrl-C from here on removes whatever gets staged.
-      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined);
+      // The notice goes through the progress reporter once there is one (set below).
+      let progress: ProgressReporter | undefined;
+      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined, (text) => note(progress, text));
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const keys = await loadKeys(flags.key);
       const vault = flags.vault === true ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(src) } : undefined;
       const transfer = await transferSettings(flags, 'decrypt');
+      progress = transfer.progress;
       // Arguments are valid: clear what killed runs into the same destination left, before adding to it.
       for (const swept of await sweepStaleStagingOf(dst)) note(transfer.progress, describeSweptStaging(swept));
       const result = await endProgress(

@@ -9,7 +9,7 @@ import { openDestination, repositoryOf, withSource } from '../../src/transport/t
 import { describeSweptStaging, sweepStaleStagingOf } from '../../src/transport/staging-sweep.js';
 import { loadRecipients } from '../recipients.js';
 import { collect, interruptSignal } from '../run.js';
-import { endProgress, note } from '../progress.js';
+import { endProgress, note, type ProgressReporter } from '../progress.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 import { addAlias, commaList } from '../skopeo-flags.js';
 
@@ -59,11 +59,14 @@ Examples:
     .action(async (src: string, dst: string, flags: EncryptFlags) => {
       // Flags first: a typo should not wait behind key loading.
       // First: a Ctrl-C from here on removes whatever gets staged.
-      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined);
+      // The notice goes through the progress reporter once there is one (set below).
+      let progress: ProgressReporter | undefined;
+      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined, (text) => note(progress, text));
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const recipients = await loadRecipients(flags.recipient, flags.bind !== undefined ? canonicalRepositoryName(flags.bind) : repositoryOf(dst));
       const transfer = await transferSettings(flags, 'encrypt');
+      progress = transfer.progress;
       // Arguments are valid: clear what killed runs into the same destination left, before adding to it.
       for (const swept of await sweepStaleStagingOf(dst)) note(transfer.progress, describeSweptStaging(swept));
       const result = await endProgress(

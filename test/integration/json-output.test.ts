@@ -4,12 +4,13 @@
  * lines only, each with the schema version, ending with a `result` event. Against a real docker-registry. The list of
  * commands with `--json` is read from the CLI's own help, so a new one cannot go untested.
  */
+import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildOciLayout, randomLayerFiles } from '../support/image-builder.js';
-import { imagegate, imagegateOk } from '../support/imagegate.js';
+import { buildOciLayout, randomLayerFiles, writeBigLayerLayout } from '../support/image-builder.js';
+import { CLI, imagegate, imagegateOk } from '../support/imagegate.js';
 import { freePort, startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { makeKeyPair, requireTool, tempDir, type KeyPairFiles } from '../support/tools.js';
 
@@ -93,13 +94,28 @@ describe.skipIf(!ready)('--progress json', () => {
     const closed = `127.0.0.1:${await freePort()}`;
     const r = await imagegate(['encrypt', `oci:${layout}:v1`, `docker://${closed}/team/app:1`, '-r', `jwe:${keys.publicKeyPath}`, '--insecure', '--progress', 'json', '--retry-times', '0']);
     expect(r.code).toBe(8);
-    const results = r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((l) => l.event === 'result');
+    // Every line JSON: the failure is the result event, not printed again as text.
+    const results = jsonLines(r.stderr).filter((l) => l.event === 'result');
     expect(results).toEqual([expect.objectContaining({ schemaVersion: 1, ok: false, error: expect.objectContaining({ code: 'REGISTRY', exitCode: 8 }) })]);
   });
+
+  it('Ctrl-C: the notice is a message event and the interruption the result, still JSON lines only', async () => {
+    const big = path.join(work, 'big');
+    await writeBigLayerLayout(big, 256 * 1024 * 1024, { compression: 'gzip-stored', tag: 'v1' });
+    const child = spawn(process.execPath, [CLI, 'encrypt', `oci:${big}:v1`, `oci:${path.join(work, 'big-enc')}:v1`, '-r', `jwe:${keys.publicKeyPath}`, '--progress', 'json', '-j', '1'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // Interrupt once the layer is moving (a progress event with bytes read).
+    for (const end = Date.now() + 60_000; Date.now() < end && !/"bytes":[1-9]/.test(stderr); ) await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGINT');
+    expect(await exit, stderr).toBe(130);
+    const lines = jsonLines(stderr);
+    expect(lines.some((l) => l.event === 'message' && String(l.message).includes('SIGINT: stopping'))).toBe(true);
+    expect(lines.at(-1)).toMatchObject({ event: 'result', ok: false, error: expect.objectContaining({ code: 'INTERRUPTED', exitCode: 130 }) });
+  }, 120_000);
 });
 
 describe.skipIf(!ready)('--json documents', () => {
