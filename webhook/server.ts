@@ -58,7 +58,14 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
   }
 
   let ready = true;
-  const loadTls = (): { cert: Buffer; key: Buffer } => readTlsPair(options.certFile, options.keyFile);
+  /** When the certificate being served expires (Unix seconds), for the expiry alert whatever issued it. */
+  let certificateExpiry = 0;
+  const loadTls = (): { cert: Buffer; key: Buffer } => {
+    const pair = readTlsPair(options.certFile, options.keyFile);
+    certificateExpiry = Date.parse(new X509Certificate(pair.cert).validTo) / 1000;
+    return pair;
+  };
+  metrics.register(new Gauge('imagegate_tls_certificate_expiry_timestamp_seconds', 'When the serving certificate expires (Unix time)', () => certificateExpiry));
   const server = https.createServer({ ...loadTls(), minVersion: 'TLSv1.2' }, (req, res) => {
     void handle(req, res).catch((e: unknown) => {
       log({ level: 'error', msg: 'unhandled', error: e instanceof Error ? e.message : String(e) });

@@ -7,6 +7,7 @@
  * exports on /metrics, or one of the few other exporters the README of deploy/monitoring names.
  */
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,7 +146,9 @@ describe('the Grafana dashboard', () => {
 describe('the PrometheusRule alerts', () => {
   it('alert on the webhook being unavailable, a denial spike, look-up failures and certificate expiry', () => {
     const alerts = rule.spec.groups.flatMap((g) => g.rules.map((r) => r.alert));
-    expect(alerts).toEqual(expect.arrayContaining(['ImagegateWebhookDown', 'ImagegateDenialSpike', 'ImagegateLookUpFailures', 'ImagegateCertificateExpiresSoon']));
+    expect(alerts).toEqual(
+      expect.arrayContaining(['ImagegateWebhookDown', 'ImagegateDenialSpike', 'ImagegateLookUpFailures', 'ImagegateServingCertificateExpiresSoon', 'ImagegateCertificateExpiresSoon']),
+    );
   });
 });
 
@@ -211,6 +214,21 @@ describe.skipIf(!promtool)('promtool', () => {
           alert_rule_test: [{ eval_time: '1460m', alertname: 'ImagegateDenialSpike', exp_alerts: [] }],
         },
         {
+          // The webhook's own report: one replica serves a certificate that runs out in 3 days.
+          interval: '1m',
+          input_series: [
+            { series: 'imagegate_tls_certificate_expiry_timestamp_seconds{namespace="imagegate-system", pod="imagegate-a"}', values: `${3 * 86400}x180` },
+            { series: 'imagegate_tls_certificate_expiry_timestamp_seconds{namespace="imagegate-system", pod="imagegate-b"}', values: `${90 * 86400}x180` },
+          ],
+          alert_rule_test: [
+            {
+              eval_time: '2h',
+              alertname: 'ImagegateServingCertificateExpiresSoon',
+              exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'imagegate-system', pod: 'imagegate-a' } }],
+            },
+          ],
+        },
+        {
           interval: '1m',
           input_series: [
             { series: 'certmanager_certificate_expiration_timestamp_seconds{namespace="imagegate-system", name="imagegate-serving"}', values: `${3 * 86400}x180` },
@@ -274,16 +292,18 @@ describe.skipIf(!deployTools)('kubeconform', () => {
 describe.skipIf(!requireTool('openssl'))('metric names against a running webhook', () => {
   let webhook: WebhookServer;
   let exported: Set<string>;
+  let metricsText: string;
+  let served: string;
 
   beforeAll(async () => {
-    const served = path.join(work, 'webhook');
+    served = path.join(work, 'webhook');
     await mkdir(served, { recursive: true });
     webhook = await startWebhook(served, 'apiVersion: imagegate.dev/v1alpha1\nkind: AdmissionPolicy\nmode: enforce\nruntimeModel: pod\nrepositories: []\n', ['--no-pull-secrets']);
     // One review, so every series the webhook keeps has samples, not only its declaration.
     await webhook.reviewPod('validate', { containers: [{ name: 'app', image: 'registry.example/app:1' }] });
     const agent = new Agent({ connect: { ca: await readFile(path.join(served, 'webhook-tls/certs.d/ca.crt')) } });
     const res = await request(`${webhook.url}/metrics`, { dispatcher: agent });
-    const text = await res.body.text();
+    const text = (metricsText = await res.body.text());
     await agent.close();
     expect(res.statusCode).toBe(200);
     exported = new Set<string>();
@@ -296,6 +316,12 @@ describe.skipIf(!requireTool('openssl'))('metric names against a running webhook
   }, 60_000);
 
   afterAll(async () => webhook?.stop());
+
+  it('reports when the certificate it serves expires, for the alert that covers every certificate mode', async () => {
+    // The serving certificate test/support/webhook-server.ts made (makeTlsFiles: server.crt).
+    const validTo = Date.parse(new X509Certificate(await readFile(path.join(served, 'webhook-tls', 'server.crt'))).validTo) / 1000;
+    expect(metricsText).toContain(`imagegate_tls_certificate_expiry_timestamp_seconds ${validTo}\n`);
+  });
 
   it('every name in the dashboard and the alerts is exported by the webhook, or by an exporter the README names', () => {
     expect(exported).toContain('imagegate_admission_decisions_total');
