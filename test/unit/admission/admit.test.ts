@@ -5,22 +5,13 @@ import type { ResolvedImage } from '../../../src/admission/image-facts.js';
 import type { AdmissionRequest } from '../../../src/admission/review.js';
 import { ImagegateError } from '../../../src/errors.js';
 import type { AdmissionPolicy } from '../../../src/policy/types.js';
+import { protectingPolicy } from '../../support/admission-policy.js';
 
 const digest = `sha256:${'d'.repeat(64)}`;
 const plainImage: ResolvedImage = { repository: 'reg.example/prod/app', digest, platforms: [{ layers: 2, encryptedLayers: 0, schemes: [], vaultKeys: [], layersWithoutVaultKey: 0 }] };
 
 function policy(extra: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
-  return {
-    apiVersion: 'imagegate.dev/v1alpha1',
-    kind: 'AdmissionPolicy',
-    mode: 'enforce',
-    runtimeModel: 'node',
-    failurePolicy: 'closed',
-    namespaces: { include: ['*'], exempt: [] },
-    repositories: [{ match: 'reg.example/prod/**', requireEncrypted: true, keys: [], vaultOnly: false }],
-    insecureRegistries: [],
-    ...extra,
-  };
+  return protectingPolicy('reg.example/prod/**', extra);
 }
 
 const request: AdmissionRequest = {

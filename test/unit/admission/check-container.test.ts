@@ -10,7 +10,7 @@ import { admit, type AdmissionDeps } from '../../../src/admission/admit.js';
 import { CHECK_COMMAND, checkContainer, checkIsIntact, tokenVolume, type CheckContainerSettings } from '../../../src/admission/check-container.js';
 import type { ResolvedImage } from '../../../src/admission/image-facts.js';
 import type { AdmissionRequest } from '../../../src/admission/review.js';
-import type { AdmissionPolicy } from '../../../src/policy/types.js';
+import { protectingPolicy } from '../../support/admission-policy.js';
 import { applyJsonPatch, storedByApiServer, throughApiServer } from '../../support/api-server-pod.js';
 
 type Json = Record<string, any>;
@@ -21,16 +21,7 @@ const APP = 'reg.example/prod/app:1';
 const PINNED_APP = `reg.example/prod/app@${digest}`;
 const MESH_IMAGE = 'docker.io/istio/proxyv2:1.22.0';
 
-const policy: AdmissionPolicy = {
-  apiVersion: 'imagegate.dev/v1alpha1',
-  kind: 'AdmissionPolicy',
-  mode: 'enforce',
-  runtimeModel: 'node',
-  failurePolicy: 'closed',
-  namespaces: { include: ['*'], exempt: [] },
-  repositories: [{ match: 'reg.example/prod/**', requireEncrypted: true, keys: [], vaultOnly: false }],
-  insecureRegistries: [],
-};
+const policy = protectingPolicy('reg.example/prod/**');
 
 async function resolve(image: string): Promise<ResolvedImage> {
   const repository = image.replace(/[@:][^/]*$/, '');

@@ -4,7 +4,7 @@ import type { ResolvedImage } from '../../../src/admission/image-facts.js';
 import { admissionReviewRequest, objectLabel, reviewsFromManifests, reviewVerdict } from '../../../src/admission/manifest-review.js';
 import { parseAdmissionReview, type AdmissionRequest } from '../../../src/admission/review.js';
 import { ImagegateError } from '../../../src/errors.js';
-import type { AdmissionPolicy } from '../../../src/policy/types.js';
+import { protectingPolicy } from '../../support/admission-policy.js';
 
 function requests(text: string, where: string, namespace?: string): AdmissionRequest[] {
   return reviewsFromManifests(text, where, namespace).reviews.map((r) => r.request);
@@ -90,16 +90,7 @@ items:
 });
 
 describe('webhook review: verdicts', () => {
-  const policy: AdmissionPolicy = {
-    apiVersion: 'imagegate.dev/v1alpha1',
-    kind: 'AdmissionPolicy',
-    mode: 'enforce',
-    runtimeModel: 'node',
-    failurePolicy: 'closed',
-    namespaces: { include: ['*'], exempt: [] },
-    repositories: [{ match: 'reg.example/shop/**', requireEncrypted: true, keys: [], vaultOnly: false }],
-    insecureRegistries: [],
-  };
+  const policy = protectingPolicy('reg.example/shop/**');
   const [pod] = requests(MANIFESTS, 'app.yaml');
   const plain: ResolvedImage = { repository: 'reg.example/shop/web', digest: `sha256:${'d'.repeat(64)}`, platforms: [{ layers: 1, encryptedLayers: 0, schemes: [], vaultKeys: [], layersWithoutVaultKey: 0 }] };
 
