@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { parsePlatform } from '../../src/image/descriptor.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
-import { INTERRUPTED_PUSH_LEAVES } from '../../src/transport/registry/registry-destination.js';
-import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
-import { describeSweptStaging, sweepStaleStagingOf } from '../../src/transport/staging-sweep.js';
+import { interruptedWriteLeaves, openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
+import { describeSweptStaging } from '../../src/transport/staging-sweep.js';
 import { vaultLayerKeysFromEnv } from '../vault.js';
 import { loadKeys } from '../recipients.js';
 import { collect, interruptSignal } from '../run.js';
@@ -49,20 +48,18 @@ Examples:
       // First: a Ctrl-C from here on removes whatever gets staged.
       // The notice goes through the progress reporter once there is one (set below).
       let progress: ProgressReporter | undefined;
-      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined, (text) => note(progress, text));
+      const signal = interruptSignal(interruptedWriteLeaves(dst), (text) => note(progress, text));
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const keys = await loadKeys(flags.key);
       const vault = flags.vault === true ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(src) } : undefined;
       const transfer = await transferSettings(flags, 'decrypt');
       progress = transfer.progress;
-      // Arguments are valid: clear what killed runs into the same destination left, before adding to it.
-      for (const swept of await sweepStaleStagingOf(dst)) note(transfer.progress, describeSweptStaging(swept));
       const result = await endProgress(
         withSource(
           src,
           async (source) =>
-            decryptImage(source, await openDestination(dst, transfer.destination), {
+            decryptImage(source, await openDestination(dst, { ...transfer.destination, onStaleStagingRemoved: (swept) => note(progress, describeSweptStaging(swept)) }), {
               keys,
               vault,
               layers,

@@ -4,9 +4,8 @@ import { encryptImage } from '../../src/ops/encrypt.js';
 import { podModelSettings } from '../../src/ops/pod-model.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { canonicalRepositoryName } from '../../src/image/reference.js';
-import { INTERRUPTED_PUSH_LEAVES } from '../../src/transport/registry/registry-destination.js';
-import { openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
-import { describeSweptStaging, sweepStaleStagingOf } from '../../src/transport/staging-sweep.js';
+import { interruptedWriteLeaves, openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
+import { describeSweptStaging } from '../../src/transport/staging-sweep.js';
 import { loadRecipients } from '../recipients.js';
 import { collect, interruptSignal } from '../run.js';
 import { endProgress, note, type ProgressReporter } from '../progress.js';
@@ -57,18 +56,15 @@ Examples:
   imagegate encrypt docker-archive:saved.tar:app:1.0 oci:./enc:1.0 -r jwe:team.pub.pem --platform linux/amd64`,
     )
     .action(async (src: string, dst: string, flags: EncryptFlags) => {
-      // Flags first: a typo should not wait behind key loading.
       // First: a Ctrl-C from here on removes whatever gets staged.
       // The notice goes through the progress reporter once there is one (set below).
       let progress: ProgressReporter | undefined;
-      const signal = interruptSignal(repositoryOf(dst) !== undefined ? INTERRUPTED_PUSH_LEAVES : undefined, (text) => note(progress, text));
+      const signal = interruptSignal(interruptedWriteLeaves(dst), (text) => note(progress, text));
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
       const recipients = await loadRecipients(flags.recipient, flags.bind !== undefined ? canonicalRepositoryName(flags.bind) : repositoryOf(dst));
       const transfer = await transferSettings(flags, 'encrypt');
       progress = transfer.progress;
-      // Arguments are valid: clear what killed runs into the same destination left, before adding to it.
-      for (const swept of await sweepStaleStagingOf(dst)) note(transfer.progress, describeSweptStaging(swept));
       const result = await endProgress(
         withSource(
           src,
@@ -77,7 +73,7 @@ Examples:
               flags.plainBase !== undefined
                 ? await withSource(flags.plainBase, (base) => podModelSettings(source, base, repositoryOf(flags.plainBase!), (flags.paths ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')), transfer.source)
                 : undefined;
-            return encryptImage(source, await openDestination(dst, transfer.destination), {
+            return encryptImage(source, await openDestination(dst, { ...transfer.destination, onStaleStagingRemoved: (swept) => note(progress, describeSweptStaging(swept)) }), {
               ...(pod !== undefined ? { pod } : {}),
               recipients,
               layers,

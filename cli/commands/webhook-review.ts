@@ -9,9 +9,10 @@ import { parseCount } from '../../src/util/size.js';
 import { loadUndici } from '../../src/util/load-undici.js';
 import { readAll } from '../../src/util/streams.js';
 import { readUserFile } from '../../src/util/user-file.js';
+import { readCaCertificateFile } from '../../src/util/ca-certificate-file.js';
 import { jsonDocument } from '../json-output.js';
 import { info } from '../run.js';
-import { addTransferOptions, readCaCertificateFile, transferSettings, type TransferFlags } from '../transfer-options.js';
+import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 
 interface ReviewFlags extends TransferFlags {
   policy?: string;

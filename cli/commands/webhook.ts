@@ -3,11 +3,12 @@ import { roleTemplateProblem, type CheckContainerSettings } from '../../src/admi
 import { ImageResolver } from '../../src/admission/resolver.js';
 import { ImagegateError } from '../../src/errors.js';
 import { parseCount } from '../../src/util/size.js';
+import { readCaCertificateFile } from '../../src/util/ca-certificate-file.js';
 import { inClusterApi, kubernetesPullSecrets } from '../../webhook/pull-secrets.js';
 import { watchPolicyFile } from '../../webhook/policy-watch.js';
 import { startWebhookServer } from '../../webhook/server.js';
 import { info } from '../run.js';
-import { addTransferOptions, readCaCertificateFile, transferSettings, type TransferFlags } from '../transfer-options.js';
+import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
 import { registerWebhookReview } from './webhook-review.js';
 
 interface ServeFlags extends TransferFlags {

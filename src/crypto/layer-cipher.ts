@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from '
 import { Transform, type TransformCallback } from 'node:stream';
 import { ImagegateError } from '../errors.js';
 import { markReleasable, releaseChunk } from '../util/chunk-release.js';
-import { StreamHash } from '../util/off-thread-hash.js';
+import { afterCopy, StreamHash } from '../util/off-thread-hash.js';
 
 /**
  * ocicrypt's only layer cipher, AES_256_CTR_HMAC_SHA256: AES-256 in CTR mode with the 16-byte nonce as the whole
@@ -144,10 +144,4 @@ export class LayerDecryptStream extends Transform {
   get verified(): boolean {
     return this.hmacVerified;
   }
-}
-
-/** Runs `next` once the MAC has its copy of a chunk: at once, or when a busy hashing thread made room. */
-function afterCopy(copied: Promise<void> | undefined, next: () => void, fail: (e: Error) => void): void {
-  if (copied === undefined) next();
-  else copied.then(next, fail);
 }

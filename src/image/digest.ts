@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { ImagegateError } from '../errors.js';
-import { StreamHash } from '../util/off-thread-hash.js';
+import { afterCopy, StreamHash } from '../util/off-thread-hash.js';
 
 /** A content digest such as `sha256:<64 hex>`; only algorithms the OCI spec registers are accepted. */
 export type Digest = `${'sha256' | 'sha512'}:${string}`;
@@ -49,7 +49,7 @@ export class DigestingStream extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.size += chunk.length;
-    passAfter(this.hash.update(chunk), chunk, cb);
+    afterCopy(this.hash.update(chunk), () => cb(null, chunk), cb);
   }
 
   override _flush(cb: TransformCallback): void {
@@ -68,12 +68,6 @@ export class DigestingStream extends Transform {
     if (this.result === undefined) throw new Error('DigestingStream.digest() called before the stream ended');
     return this.result;
   }
-}
-
-/** Passes `chunk` on once the hash has its copy: at once, or when a busy hashing thread made room. */
-function passAfter(copied: Promise<void> | undefined, chunk: Buffer, cb: TransformCallback): void {
-  if (copied === undefined) cb(null, chunk);
-  else copied.then(() => cb(null, chunk), cb);
 }
 
 /**
@@ -98,7 +92,7 @@ export class VerifyingStream extends Transform {
       cb(this.mismatch(`more than the ${this.expected.size} bytes its descriptor declares`));
       return;
     }
-    passAfter(this.hash.update(chunk), chunk, cb);
+    afterCopy(this.hash.update(chunk), () => cb(null, chunk), cb);
   }
 
   override _flush(cb: TransformCallback): void {

@@ -2,9 +2,9 @@ import { lstat, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { systemErrorCode } from '../errors.js';
+import { formatMebibytes } from '../util/size.js';
 import { processRuns, readStagingOwner } from './staging-owner.js';
 import { stagingPrefixFor } from './staging-paths.js';
-import { parseTransportReference } from './transports.js';
 
 /**
  * A staging directory without an owner record counts as left behind once nothing in it changed for this long: long
@@ -49,12 +49,6 @@ export async function sweepStaleStaging(target: string, now: number = Date.now()
   return swept;
 }
 
-/** `sweepStaleStaging` for an image location: its file (oci:, oci-archive:, docker-archive:); nothing for a registry. */
-export async function sweepStaleStagingOf(location: string): Promise<SweptStaging[]> {
-  const r = parseTransportReference(location);
-  return r.transport === 'docker' ? [] : sweepStaleStaging(r.path);
-}
-
 async function whyStale(dir: string, now: number): Promise<string | undefined> {
   const info = await lstat(dir).catch(() => undefined);
   // Only directories this tool made: never follow a link or touch a file that merely has the name.
@@ -86,5 +80,5 @@ async function treeStats(dir: string): Promise<{ bytes: number; newestMs: number
 
 /** One line for the user: what was removed, how big it was, and why it was safe to. */
 export function describeSweptStaging(s: SweptStaging): string {
-  return `removed ${s.dir} (${(s.bytes / (1024 * 1024)).toFixed(1)} MiB), left behind by an earlier run that stopped before its end: ${s.reason}`;
+  return `removed ${s.dir} (${formatMebibytes(s.bytes)}), left behind by an earlier run that stopped before its end: ${s.reason}`;
 }

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { ImagegateError, systemErrorCode } from '../errors.js';
 import type { ImageDestination, ImageSource } from '../image/image.js';
 import { isNoSpace, noSpaceError } from '../util/system-errors.js';
+import { sweepStaleStaging, type SweptStaging } from './staging-sweep.js';
 import { openDockerArchiveDestination, openDockerArchiveSource } from './docker-archive.js';
 import { DirectoryFiles } from './layout-files.js';
 import { openOciArchiveDestination, openOciArchiveSource } from './oci-archive.js';
@@ -9,7 +10,7 @@ import { OciLayoutDestination } from './oci-layout-destination.js';
 import { OciLayoutSource, selectByRefName } from './oci-layout-source.js';
 import { canonicalRepository, parseImageReference, type ImageReference } from '../image/reference.js';
 import type { RegistryOptions } from './registry/location.js';
-import { RegistryDestination } from './registry/registry-destination.js';
+import { INTERRUPTED_PUSH_LEAVES, RegistryDestination } from './registry/registry-destination.js';
 import { RegistrySource } from './registry/registry-source.js';
 
 /**
@@ -39,6 +40,22 @@ const REGISTRY_PREFIX = 'docker://';
 /** Options a transport may need; only registries have any so far. */
 export interface TransportOptions {
   registry?: RegistryOptions;
+  /**
+   * Told about each staging directory an earlier, killed run into the same file destination left behind, which
+   * opening it removes (staging-sweep.ts).
+   */
+  onStaleStagingRemoved?: (swept: SweptStaging) => void;
+}
+
+/** `sweepStaleStaging` for an image location: its file (oci:, oci-archive:, docker-archive:); nothing for a registry. */
+export async function sweepStaleStagingOf(location: string): Promise<SweptStaging[]> {
+  const r = parseTransportReference(location);
+  return r.transport === 'docker' ? [] : sweepStaleStaging(r.path);
+}
+
+/** What an interrupted write to `text` leaves behind, for the message that reports the interruption. */
+export function interruptedWriteLeaves(text: string): string {
+  return parseTransportReference(text).transport === 'docker' ? INTERRUPTED_PUSH_LEAVES : 'nothing was written';
 }
 
 export function parseTransportReference(text: string): TransportReference {
@@ -106,6 +123,8 @@ async function pathKind(p: string): Promise<'directory' | 'other' | 'missing'> {
 export async function openDestination(text: string, options: TransportOptions = {}): Promise<ImageDestination> {
   const r = parseTransportReference(text);
   if (r.transport === 'docker') return RegistryDestination.open(r.reference, options.registry ?? {});
+  // Before adding to it: clear what killed runs into the same destination left.
+  for (const swept of await sweepStaleStagingOf(text)) options.onStaleStagingRemoved?.(swept);
   const kind = await pathKind(r.path);
   if (r.transport === 'oci' && kind === 'other') {
     throw new ImagegateError('DESTINATION', `${text}: ${r.path} is a file, not a directory; an OCI layout is a directory (choose a new one), and a tar archive is written with oci-archive:${r.path}`);

@@ -264,3 +264,12 @@ export class StreamHash {
     return true;
   }
 }
+
+/**
+ * Runs `next` once a hash has its copy of a chunk: at once, or when a busy hashing thread made room. Until then the
+ * chunk may not be passed on (a later stage may free it) or reused.
+ */
+export function afterCopy(copied: Promise<void> | undefined, next: () => void, fail: (e: Error) => void): void {
+  if (copied === undefined) next();
+  else copied.then(next, fail);
+}

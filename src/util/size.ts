@@ -13,6 +13,11 @@ export function parseByteSize(text: string, what: string): number {
   return bytes;
 }
 
+/** "12.3 MiB": a size in messages about disk space, one decimal, whatever its magnitude. */
+export function formatMebibytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
 /** Parses a whole number within [min, max] from a flag. */
 export function parseCount(text: string, what: string, min: number, max: number): number {
   const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;

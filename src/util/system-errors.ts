@@ -1,6 +1,7 @@
 import { statfsSync } from 'node:fs';
 import path from 'node:path';
 import { ImagegateError, systemErrorCode } from '../errors.js';
+import { formatMebibytes } from './size.js';
 
 /**
  * Operating-system failures a user can fix (a full disk, a port someone else holds, a file where a directory should
@@ -24,16 +25,12 @@ export function freeSpaceOf(target: string): string | undefined {
   for (let dir = path.resolve(target); ; dir = path.dirname(dir)) {
     try {
       const s = statfsSync(dir);
-      return `${mebibytes(s.bavail * s.bsize)} free of ${mebibytes(s.blocks * s.bsize)}`;
+      return `${formatMebibytes(s.bavail * s.bsize)} free of ${formatMebibytes(s.blocks * s.bsize)}`;
     } catch (e) {
       const code = systemErrorCode(e);
       if ((code !== 'ENOENT' && code !== 'ENOTDIR') || path.dirname(dir) === dir) return undefined;
     }
   }
-}
-
-function mebibytes(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 /**

@@ -18,7 +18,7 @@ import { decodeBytesMessage, encodeBytesMessage } from '../../src/keyprovider/gr
 import { buildOciLayout, randomLayerFiles, readManifestFor, type BuiltLayout } from '../support/image-builder.js';
 import { CLI, imagegate } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
-import { CLUSTER_ISSUER, clusterIssuer, serviceAccountToken } from '../support/service-accounts.js';
+import { clusterIssuer, serviceAccountJwtRole, serviceAccountToken } from '../support/service-accounts.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { makeKeyPair, requireTool, tempDir, testTempDir } from '../support/tools.js';
 
@@ -70,15 +70,7 @@ beforeAll(async () => {
   const roleId = (await bao.api('GET', 'auth/approle/role/ci/role-id')).data.role_id as string;
   secrets['AppRole secret id'] = (await bao.api('POST', 'auth/approle/role/ci/secret-id', {})).data.secret_id as string;
   const issuer = clusterIssuer();
-  await bao.api('POST', 'auth/jwt/config', { jwt_validation_pubkeys: [issuer.publicPem], bound_issuer: CLUSTER_ISSUER });
-  await bao.api('POST', 'auth/jwt/role/web', {
-    role_type: 'jwt',
-    user_claim: 'sub',
-    bound_audiences: ['vault'],
-    bound_subject: 'system:serviceaccount:apps:web',
-    token_policies: ['unwrap'],
-    token_ttl: '10m',
-  });
+  await serviceAccountJwtRole(bao, issuer, 'web', { namespace: 'apps', name: 'web' }, 'unwrap');
   const jwt = serviceAccountToken(issuer, 'apps', 'web');
   secrets.JWT = jwt;
   // Its signature alone is as good as the whole token to nobody, but it is the part that must never show.

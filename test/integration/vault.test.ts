@@ -23,7 +23,7 @@ import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openba
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
 import { startTokenReview, type TokenReviewServer } from '../support/token-review.js';
 import { requireTool, skopeo, tempDir, testTempDir } from '../support/tools.js';
-import { CLUSTER_ISSUER, clusterIssuer, serviceAccountToken as mintToken, type ClusterIssuer } from '../support/service-accounts.js';
+import { clusterIssuer, serviceAccountJwtRole, serviceAccountToken as mintToken, type ClusterIssuer } from '../support/service-accounts.js';
 
 const ready = Boolean(findOpenBao() && requireTool('docker-registry') && requireTool('skopeo') && requireTool('openssl'));
 const KEY = 'layers';
@@ -71,15 +71,7 @@ beforeAll(async () => {
 
   // Workloads: JWT auth with the cluster's service-account issuer key.
   saKey = clusterIssuer();
-  await bao.api('POST', 'auth/jwt/config', { jwt_validation_pubkeys: [saKey.publicPem], bound_issuer: CLUSTER_ISSUER });
-  await bao.api('POST', 'auth/jwt/role/web', {
-    role_type: 'jwt',
-    user_claim: 'sub',
-    bound_audiences: ['vault'],
-    bound_subject: 'system:serviceaccount:apps:web',
-    token_policies: ['unwrap'],
-    token_ttl: '10m',
-  });
+  await serviceAccountJwtRole(bao, saKey, 'web', { namespace: 'apps', name: 'web' }, 'unwrap');
   const jwtFile = path.join(work, 'web.token');
   await writeFile(jwtFile, serviceAccountToken('apps', 'web'));
   env.workload = { VAULT_ADDR: bao.address, IMAGEGATE_VAULT_AUTH: 'jwt', IMAGEGATE_VAULT_ROLE: 'web', IMAGEGATE_VAULT_JWT_FILE: jwtFile };

@@ -78,19 +78,22 @@ function serviceAccountAdmission(spec: Json, generatedName: string): void {
     (c.volumeMounts ??= []).push({ name, readOnly: true, mountPath: SA_PATH });
     needsVolume = true;
   }
-  if (existing === undefined && needsVolume) {
-    (spec.volumes ??= []).push({
-      name,
-      projected: {
-        defaultMode: 420,
-        sources: [
-          { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-          { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
-        ],
-      },
-    });
-  }
+  if (existing === undefined && needsVolume) (spec.volumes ??= []).push(serviceAccountVolume(name));
+}
+
+/** The projected volume the ServiceAccount admission plugin adds for the token, as kube-apiserver writes it. */
+export function serviceAccountVolume(name: string): Json {
+  return {
+    name,
+    projected: {
+      defaultMode: 420,
+      sources: [
+        { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
+        { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+        { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+      ],
+    },
+  };
 }
 
 /** Defaulting on decode, then what Go's encoder writes back (omitempty, canonical quantities); in place. */

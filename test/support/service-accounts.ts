@@ -34,3 +34,25 @@ export function serviceAccountToken(issuer: ClusterIssuer, namespace: string, na
   const signature = createSign('RSA-SHA256').update(`${header}.${payload}`).sign(issuer.privateKey).toString('base64url');
   return `${header}.${payload}.${signature}`;
 }
+
+/**
+ * Vault's JWT auth set to trust `issuer`, and a role `role` that lets the service account NAMESPACE/NAME (audience
+ * `vault`) log in with `policy` for ten minutes.
+ */
+export async function serviceAccountJwtRole(
+  bao: { api(method: string, path: string, body?: unknown): Promise<unknown> },
+  issuer: ClusterIssuer,
+  role: string,
+  serviceAccount: { namespace: string; name: string },
+  policy: string,
+): Promise<void> {
+  await bao.api('POST', 'auth/jwt/config', { jwt_validation_pubkeys: [issuer.publicPem], bound_issuer: CLUSTER_ISSUER });
+  await bao.api('POST', `auth/jwt/role/${role}`, {
+    role_type: 'jwt',
+    user_claim: 'sub',
+    bound_audiences: ['vault'],
+    bound_subject: `system:serviceaccount:${serviceAccount.namespace}:${serviceAccount.name}`,
+    token_policies: [policy],
+    token_ttl: '10m',
+  });
+}

@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { containerDifferences, sameJson, sameQuantity, sameVolume } from '../../../src/admission/container-equality.js';
+import { serviceAccountVolume } from '../../support/api-server-pod.js';
 
 const SA_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
-const saVolume = {
-  name: 'kube-api-access-b2c4d',
-  projected: {
-    defaultMode: 420,
-    sources: [
-      { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-      { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-      { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
-    ],
-  },
-};
+const saVolume = serviceAccountVolume('kube-api-access-b2c4d');
 const expected = {
   name: 'check',
   image: 'reg.example/i@sha256:' + 'c'.repeat(64),

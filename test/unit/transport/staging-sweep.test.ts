@@ -5,7 +5,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testTempDir } from '../../support/tools.js';
 import { createStagingDir, STAGING_OWNER_FILE } from '../../../src/transport/staging-owner.js';
-import { describeSweptStaging, sweepStaleStaging, sweepStaleStagingOf, UNOWNED_STAGING_STALE_MS } from '../../../src/transport/staging-sweep.js';
+import { describeSweptStaging, sweepStaleStaging, UNOWNED_STAGING_STALE_MS } from '../../../src/transport/staging-sweep.js';
+import { sweepStaleStagingOf } from '../../../src/transport/transports.js';
 
 /** The pid of a process that ran and exited: what a staging directory of a killed run records. */
 async function deadPid(): Promise<number> {
