@@ -19,8 +19,16 @@ export type ErrorCode =
   | 'VAULT' // Vault is unreachable, sealed or failing
   | 'INTERRUPTED'; // stopped by a signal (Ctrl-C)
 
-/** CLI exit codes, one per class of failure, so scripts can tell "fix your input" from "wrong key". */
-export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
+/**
+ * Verdicts of commands that judge rather than fail: a finding is not an error, and "could not decide" (a registry
+ * that did not answer) must differ from "decided no", so CI can retry the one and fail on the other.
+ */
+export type Verdict =
+  | 'FLAGGED' // `audit` flagged an image; `webhook review` denied an object; `rewrap` left a tag on the old image
+  | 'UNDECIDED'; // `webhook review` could not decide an object (a look-up failed or timed out)
+
+/** CLI exit codes, one per class of failure or verdict, so scripts can tell "fix your input" from "wrong key". */
+export const EXIT_CODES: Readonly<Record<ErrorCode | Verdict, number>> = {
   USAGE: 2,
   BAD_REFERENCE: 2,
   BAD_FORMAT: 3,
@@ -35,30 +43,41 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   AUTH: 7,
   REGISTRY: 8,
   VAULT: 9,
+  FLAGGED: 10,
+  UNDECIDED: 11,
   INTERRUPTED: 130,
 };
 
 /**
- * Exit codes of commands that judge rather than fail: a finding is not an error, and "could not decide" (a registry
- * that did not answer) must differ from "decided no", so CI can retry the one and fail on the other.
+ * What a failure was about, kept as data when the error travels up (a layer's label, a key scheme, a key name), so
+ * logs and metrics can label by them without parsing the message. Never key material.
  */
-export const VERDICT_EXIT_CODES = {
-  /** `audit` flagged an image; `webhook review` denied an object. */
-  FLAGGED: 10,
-  /** `webhook review` could not decide an object (a look-up failed or timed out). */
-  UNDECIDED: 11,
-} as const;
+export interface ErrorFields {
+  layer?: string;
+  scheme?: string;
+  key?: string;
+}
 
 export class ImagegateError extends Error {
   override readonly name = 'ImagegateError';
   readonly code: ErrorCode;
   /** True when the same request may succeed if tried again (a 503, a reset connection); retries look at this. */
   readonly temporary: boolean;
+  readonly fields: Readonly<ErrorFields>;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; temporary?: boolean }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; temporary?: boolean; fields?: ErrorFields }) {
     super(message, options);
     this.code = code;
     this.temporary = options?.temporary ?? false;
+    this.fields = options?.fields ?? {};
+  }
+
+  /**
+   * The same failure said of a wider context (`LAYER: …`, `… (tried 3 times)`): code, temporary flag and fields are
+   * kept, new fields added, and this error becomes the cause.
+   */
+  within(message: (inner: string) => string, fields: ErrorFields = {}): ImagegateError {
+    return new ImagegateError(this.code, message(this.message), { cause: this, temporary: this.temporary, fields: { ...this.fields, ...fields } });
   }
 
   get exitCode(): number {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { auditRegistry, parseAuditTarget, parseMinVersions, type AuditReport } from '../../src/ops/audit.js';
-import { VERDICT_EXIT_CODES } from '../../src/errors.js';
+import { EXIT_CODES } from '../../src/errors.js';
 import { vaultSettingsFromEnv } from '../../src/vault/settings.js';
 import { Transit } from '../../src/vault/transit.js';
 import { VaultSession } from '../../src/vault/vault-session.js';
@@ -45,7 +45,7 @@ export function registerAudit(program: Command): void {
       ...(transit !== undefined ? { keyInfo: (k) => transit.readKey(k) } : {}),
     });
     process.stdout.write(flags.json === true ? jsonDocument('AuditReport', report) : formatAudit(report));
-    if (report.images.some((i) => i.flags.length > 0)) process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
+    if (report.images.some((i) => i.flags.length > 0)) process.exitCode = EXIT_CODES.FLAGGED;
   });
 }
 

@@ -4,7 +4,7 @@ import { decryptImage } from '../../src/ops/decrypt.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { interruptedWriteLeaves, openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';
 import { describeSweptStaging } from '../../src/transport/staging-sweep.js';
-import { vaultLayerKeysFromEnv } from '../vault.js';
+import { decryptionKeyring } from '../keyring.js';
 import { loadKeys } from '../recipients.js';
 import { collect, interruptSignal } from '../run.js';
 import { endProgress, note, type ProgressReporter } from '../progress.js';
@@ -51,8 +51,7 @@ Examples:
       const signal = interruptSignal(interruptedWriteLeaves(dst), (text) => note(progress, text));
       const layers = flags.layer.length > 0 ? flags.layer.map(parseLayerIndex) : undefined;
       const platforms = flags.platform.map(parsePlatform);
-      const keys = await loadKeys(flags.key);
-      const vault = flags.vault === true ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(src) } : undefined;
+      const keyring = await decryptionKeyring(await loadKeys(flags.key), { services: flags.vault === true, repository: repositoryOf(src) });
       const transfer = await transferSettings(flags, 'decrypt');
       progress = transfer.progress;
       const result = await endProgress(
@@ -60,8 +59,7 @@ Examples:
           src,
           async (source) =>
             decryptImage(source, await openDestination(dst, { ...transfer.destination, onStaleStagingRemoved: (swept) => note(progress, describeSweptStaging(swept)) }), {
-              keys,
-              vault,
+              keyring,
               layers,
               platforms,
               platform: platforms[0],

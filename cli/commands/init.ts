@@ -7,7 +7,7 @@ import { collect, info } from '../run.js';
 import { loadKeys } from '../recipients.js';
 import { unpackImage } from '../../src/ops/unpack-image.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
-import { vaultLayerKeysFromEnv } from '../vault.js';
+import { decryptionKeyring } from '../keyring.js';
 import { parseByteSize } from '../../src/util/size.js';
 import { DEFAULT_MAX_UNPACKED_BYTES } from '../../src/unpack/unpacked-size-limit.js';
 
@@ -51,9 +51,8 @@ export function registerInit(program: Command): void {
     if (flags.unpack !== undefined) {
       if (images.length !== 1) throw new ImagegateError('USAGE', '--unpack takes exactly one image');
       const image = images[0]!;
-      const keys = await loadKeys(flags.key);
       const useVault = flags.vault === true || (flags.key.length === 0 && (process.env.VAULT_ADDR ?? process.env.BAO_ADDR) !== undefined);
-      const vault = useVault ? { keys: await vaultLayerKeysFromEnv(), repository: repositoryOf(image) } : undefined;
+      const keyring = await decryptionKeyring(await loadKeys(flags.key), { services: useVault, repository: repositoryOf(image) });
       const allowedPaths = (flags.paths ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
       if (allowedPaths.length === 0) throw new ImagegateError('USAGE', '--unpack needs --paths: the image paths the layers may write (the webhook passes the declared ones)');
       const maxUnpackedBytes = parseByteSize(flags.maxUnpackedSize, '--max-unpacked-size');
@@ -62,7 +61,7 @@ export function registerInit(program: Command): void {
       const r = await withSource(
         image,
         (source) =>
-          unpackImage(source, { platform, into: flags.unpack!, allowedPaths, encryptedOnly: flags.all !== true, keys, maxUnpackedBytes, keepSpecialBits, ...(vault !== undefined ? { vault } : {}) }),
+          unpackImage(source, { platform, into: flags.unpack!, allowedPaths, encryptedOnly: flags.all !== true, keyring, maxUnpackedBytes, keepSpecialBits }),
         transfer.source,
       );
       const seconds = (performance.now() - started) / 1000;
@@ -70,10 +69,10 @@ export function registerInit(program: Command): void {
       return;
     }
     if (flags.check !== true) throw new ImagegateError('USAGE', 'imagegate init needs --check (node model) or --unpack DIR (pod model)');
-    const keys = await vaultLayerKeysFromEnv();
+    const keyring = await decryptionKeyring([], { services: true, repository: undefined });
     // Every image at once: their Transit calls share one batch per key.
     const results = await Promise.all(
-      images.map((image) => withSource(image, (source) => checkKeyAccess(source, platform, { keys, repository: repositoryOf(image) }), transfer.source)),
+      images.map((image) => withSource(image, (source) => checkKeyAccess(source, platform, keyring.forRepository(repositoryOf(image))), transfer.source)),
     );
     for (const r of results) {
       info(

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { ImagegateError } from '../../src/errors.js';
-import { VaultLayerKeys } from '../../src/crypto/wrappers/vault.js';
+import { Keyring } from '../../src/crypto/schemes/keyring.js';
+import { VaultLayerKeys } from '../../src/crypto/schemes/vault-layer-keys.js';
+import { PROVIDER_DECRYPT_USAGE, PROVIDER_RECIPIENT_USAGE, TRANSIT_SESSION, vaultTransitScheme } from '../../src/crypto/schemes/vault-transit.js';
 import { loadKeyProviderConfig } from '../../src/keyprovider/config.js';
 import { serveKeyProviderGrpc } from '../../src/keyprovider/grpc.js';
 import { answerKeyProviderRequest } from '../../src/keyprovider/key-provider.js';
@@ -27,7 +29,7 @@ export function registerKeyprovider(program: Command): void {
       'Answers one ocicrypt key-provider request on stdin with Vault Transit and writes the answer to stdout.\n' +
         'Register it in the file OCICRYPT_KEYPROVIDER_CONFIG names:\n' +
         '  {"key-providers": {"imagegate": {"cmd": {"path": "/usr/local/bin/imagegate", "args": ["keyprovider", "--config", "/etc/imagegate/keyprovider.json"]}}}}\n' +
-        'then encrypt with provider:imagegate:[MOUNT/]KEY@HOST/REPOSITORY and decrypt with provider:imagegate.\n\n' +
+        `then encrypt with ${PROVIDER_RECIPIENT_USAGE} and decrypt with ${PROVIDER_DECRYPT_USAGE}.\n\n` +
         'The --config file (JSON) holds "vault" (the Vault settings imagegate reads from the environment: VAULT_ADDR, ' +
         'IMAGEGATE_VAULT_AUTH, …), "defaultKey" and "defaultBinding" for wrapping, and "allowedBindings": a list of ' +
         'repository globs (registry.example/team/**; * within a path segment, ** across them) limiting which ' +
@@ -51,10 +53,12 @@ export function registerKeyprovider(program: Command): void {
       const settings = await vaultSettingsFromEnv({ ...process.env, ...config.vault });
       const session = new VaultSession(settings);
       const vault = new VaultLayerKeys(new Transit(session));
+      const keyring = new Keyring([], config.repository).provide(TRANSIT_SESSION, async () => vault);
+      const answer = (request: Buffer): Promise<Buffer> => answerKeyProviderRequest(request, vaultTransitScheme, keyring, config);
       if (listen !== undefined) {
         await session.ensureLoggedIn();
         session.startRenewal((e) => info(`imagegate keyprovider: ${e.message}`));
-        const served = await serveKeyProviderGrpc(listen.address, (request) => answerKeyProviderRequest(request, vault, config), socketGroup !== undefined ? { socketGroup } : {});
+        const served = await serveKeyProviderGrpc(listen.address, answer, socketGroup !== undefined ? { socketGroup } : {});
         info(`imagegate keyprovider: serving keyprovider.KeyProviderService on ${served.address}`);
         process.stdout.write(`${served.address}\n`);
         const signal = interruptSignal();
@@ -63,6 +67,6 @@ export function registerKeyprovider(program: Command): void {
         return;
       }
       const request = await readAll(process.stdin, MAX_REQUEST_BYTES, 'the key-provider request on stdin');
-      process.stdout.write(await answerKeyProviderRequest(request, vault, config));
+      process.stdout.write(await answer(request));
     });
 }

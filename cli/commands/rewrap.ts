@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { ImagegateError, VERDICT_EXIT_CODES } from '../../src/errors.js';
+import { ImagegateError, EXIT_CODES } from '../../src/errors.js';
 import { canonicalRepositoryName } from '../../src/image/reference.js';
 import { catalogTargets, rewrapRepository } from '../../src/ops/rewrap.js';
 import { parseTransportReference } from '../../src/transport/transports.js';
 import { collect, info } from '../run.js';
 import { addTransferOptions, transferSettings, type TransferFlags } from '../transfer-options.js';
-import { vaultLayerKeysFromEnv } from '../vault.js';
+import { decryptionKeyring } from '../keyring.js';
 
 interface RewrapFlags extends TransferFlags {
   bind?: string;
@@ -44,14 +44,14 @@ export function registerRewrap(program: Command): void {
     if (flags.newTagSuffix !== undefined && !/^[\w.-]{1,64}$/.test(flags.newTagSuffix)) {
       throw new ImagegateError('USAGE', `--new-tag-suffix ${JSON.stringify(flags.newTagSuffix)}: a tag suffix is letters, digits, '_', '.' and '-' (for example -rewrapped)`);
     }
-    const vault = await vaultLayerKeysFromEnv();
+    const keyring = await decryptionKeyring([], { services: true, repository: undefined });
     let stuck = 0;
     for (const ref of refs) {
       await rewrapRepository(
         ref,
         registry,
         {
-          vault,
+          keyring,
           ...(flags.bind !== undefined ? { bindTo: canonicalRepositoryName(flags.bind) } : {}),
           ...(flags.newTagSuffix !== undefined ? { newTagSuffix: flags.newTagSuffix } : {}),
         },
@@ -70,7 +70,7 @@ export function registerRewrap(program: Command): void {
     }
     if (stuck > 0) {
       info(`${stuck} image(s) keep a tag on the old key version: deploy them by digest or re-run with --new-tag-suffix before retiring that version`);
-      process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
+      process.exitCode = EXIT_CODES.FLAGGED;
     }
   });
 }

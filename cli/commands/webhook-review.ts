@@ -3,7 +3,7 @@ import { admit } from '../../src/admission/admit.js';
 import { admissionReviewRequest, objectLabel, reviewsFromManifests, reviewVerdict, type ManifestObjects, type ReviewVerdict, type SkippedObject } from '../../src/admission/manifest-review.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import type { AdmissionRequest, AdmissionResponse } from '../../src/admission/review.js';
-import { ImagegateError, VERDICT_EXIT_CODES } from '../../src/errors.js';
+import { ImagegateError, EXIT_CODES } from '../../src/errors.js';
 import { loadPolicyFile } from '../../src/policy/load-policy.js';
 import { parseCount } from '../../src/util/size.js';
 import { loadUndici } from '../../src/util/load-undici.js';
@@ -45,7 +45,7 @@ export function registerWebhookReview(webhook: Command): void {
     .option('--json', 'print one result per object as JSON (docs/json-output.md)')
     .addHelpText(
       'after',
-      `\nExit codes: 0 every object allowed, ${VERDICT_EXIT_CODES.FLAGGED} at least one denied, ${VERDICT_EXIT_CODES.UNDECIDED} none denied but at least one could not be decided\n` +
+      `\nExit codes: 0 every object allowed, ${EXIT_CODES.FLAGGED} at least one denied, ${EXIT_CODES.UNDECIDED} none denied but at least one could not be decided\n` +
         '(a registry look-up failed or timed out: worth a retry), otherwise as for other commands.',
     );
   addTransferOptions(review, false).action(async (files: string[], flags: ReviewFlags) => {
@@ -66,8 +66,8 @@ export function registerWebhookReview(webhook: Command): void {
       info(`reviewed ${results.length} object(s): ${count('allowed')} allowed, ${count('denied')} denied, ${count('undecided')} undecided${skippedSummary(objects.skipped)}`);
     }
     // A denial is a finding whatever else happened; "could not decide" only when nothing was denied.
-    if (count('denied') > 0) process.exitCode = VERDICT_EXIT_CODES.FLAGGED;
-    else if (count('undecided') > 0) process.exitCode = VERDICT_EXIT_CODES.UNDECIDED;
+    if (count('denied') > 0) process.exitCode = EXIT_CODES.FLAGGED;
+    else if (count('undecided') > 0) process.exitCode = EXIT_CODES.UNDECIDED;
   });
 }
 

@@ -1,7 +1,7 @@
 import { formatPlatform } from '../image/descriptor.js';
 import { canonicalRepository, parseImageReference, type ImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
-import { manifestEncryption } from '../ops/recipients.js';
+import { manifestEncryption } from '../crypto/layer-recipients.js';
 import { POD_BASE_ANNOTATION, POD_PATHS_ANNOTATION } from '../ops/encrypt.js';
 import type { PlatformImageFacts } from '../policy/types.js';
 import type { RegistryHttp } from '../transport/registry/http.js';

@@ -23,6 +23,13 @@ export interface Descriptor {
   [extra: string]: unknown;
 }
 
+/** A layer descriptor's fields other than digest and size. */
+export interface LayerDescription {
+  mediaType: string;
+  annotations?: Record<string, string>;
+  [extra: string]: unknown;
+}
+
 export function readDescriptor(r: JsonReader): Descriptor {
   const o = r.object();
   const mediaType = r.field('mediaType').string();

@@ -1,11 +1,11 @@
 import { ImagegateError } from '../errors.js';
-import { decodeVaultItem, VAULT_PROVIDER_NAME, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
-import { parseTransitKeyRef } from '../vault/transit.js';
+import type { KeyScheme } from '../crypto/schemes/key-scheme.js';
+import type { Keyring } from '../crypto/schemes/keyring.js';
 import { assertBindingAllowed } from './allowed-bindings.js';
 import { keyUnwrapResponse, keyWrapResponse, parseKeyProviderRequest } from './protocol.js';
 
 export interface KeyProviderOptions {
-  /** Transit key used when the recipient names none (`provider:imagegate` alone). */
+  /** Key used when the recipient names none (`provider:NAME` alone). */
   defaultKey?: string;
   /** Repository keys are bound to when the recipient names none. */
   defaultBinding?: string;
@@ -16,32 +16,27 @@ export interface KeyProviderOptions {
 }
 
 /**
- * Answers one key-provider request with Vault Transit. The recipient's parameters (`provider:imagegate:PARAMS`)
- * are `[MOUNT/]KEY[@REPOSITORY]`: which Transit key wraps, and which repository the wrapped key is bound to.
+ * Answers one ocicrypt key-provider request with `scheme`, a key scheme that is a key provider (its annotation is
+ * `provider.NAME`; its recipients `provider:NAME[:PARAMS]`). `keyring` holds the scheme's service session and the
+ * repository from the configuration.
  */
-export async function answerKeyProviderRequest(request: Buffer, vault: VaultLayerKeys, options: KeyProviderOptions = {}): Promise<Buffer> {
+export async function answerKeyProviderRequest(request: Buffer, scheme: KeyScheme, keyring: Keyring, options: KeyProviderOptions = {}): Promise<Buffer> {
+  const provider = scheme.provider;
+  if (provider === undefined) throw new Error(`${scheme.name} is not a key provider`);
   const req = parseKeyProviderRequest(request);
   if (req.op === 'keywrap') {
-    const params = req.parameters[VAULT_PROVIDER_NAME]?.[0]?.toString('utf8');
-    const { key, binding } = parseRecipientParams(params === 'Enabled' ? undefined : params, options);
-    return keyWrapResponse(await vault.wrap(req.optsData, key, binding));
+    const parameter = req.parameters[provider.name]?.[0]?.toString('utf8');
+    const defaults = { ...(options.defaultKey !== undefined ? { key: options.defaultKey } : {}), ...(options.defaultBinding !== undefined ? { binding: options.defaultBinding } : {}) };
+    return keyWrapResponse(await provider.wrap(req.optsData, parameter, keyring, defaults));
   }
   const label = 'key-provider unwrap';
-  const item = decodeVaultItem(req.annotation, label);
-  // Vault checks the binding against the derived key's context; this checks that this node may unwrap it at all.
-  if (options.allowedBindings !== undefined) assertBindingAllowed(options.repository ?? item.binding, options.allowedBindings, label);
-  return keyUnwrapResponse(await vault.unwrap(item, options.repository, label));
-}
-
-function parseRecipientParams(params: string | undefined, options: KeyProviderOptions): { key: ReturnType<typeof parseTransitKeyRef>; binding: string } {
-  const at = params?.indexOf('@') ?? -1;
-  const keyText = (at >= 0 ? params!.slice(0, at) : params) || options.defaultKey;
-  const binding = (at >= 0 ? params!.slice(at + 1) : undefined) || options.defaultBinding;
-  if (keyText === undefined) {
-    throw new ImagegateError('USAGE', 'the recipient names no Transit key: use provider:imagegate:[MOUNT/]KEY@REPOSITORY, or set a default key in the key-provider configuration');
+  // The scheme checks the binding against the key service; this checks that this node may unwrap it at all.
+  if (options.allowedBindings !== undefined) {
+    const bindings = scheme.keyReferences?.(req.annotation).map((r) => r.binding) ?? [];
+    if (bindings.length === 0) throw new ImagegateError('AUTH', `${label}: the wrapped key names no repository, so allowedBindings cannot admit it`);
+    for (const binding of bindings) assertBindingAllowed(options.repository ?? binding, options.allowedBindings, label);
   }
-  if (binding === undefined) {
-    throw new ImagegateError('USAGE', `the recipient names no repository to bind ${keyText} to: use provider:imagegate:${keyText}@HOST/REPOSITORY`);
-  }
-  return { key: parseTransitKeyRef(keyText), binding };
+  const opts = await scheme.unwrap([req.annotation], keyring, label);
+  if (opts === undefined) throw new ImagegateError('NO_MATCHING_KEY', `${label}: no ${scheme.name} session to unwrap with; check the key provider's configuration`);
+  return keyUnwrapResponse(opts);
 }

@@ -9,10 +9,11 @@ import { limiter } from '../util/limit.js';
 import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
 import { RegistrySource } from '../transport/registry/registry-source.js';
 import { matchesAnyGlob } from '../util/glob.js';
-import type { TransitKeyInfo, TransitKeyRef } from '../vault/transit.js';
+import type { TransitKeyInfo } from '../vault/transit.js';
+import { parseTransitKey, readTransitKey, formatTransitKey, type TransitKey } from '../vault/transit-key.js';
 import { canonicalBindingName, canonicalRepository, canonicalRepositoryGlob } from '../image/reference.js';
-import type { WrappedKeyReference } from '../crypto/wrappers/vault.js';
-import { manifestEncryption } from './recipients.js';
+import type { WrappedKeyReference } from '../crypto/schemes/key-scheme.js';
+import { manifestEncryption } from '../crypto/layer-recipients.js';
 
 export interface AuditOptions {
   /** Repository globs (`host/path`) whose images must be encrypted. */
@@ -25,7 +26,7 @@ export interface AuditOptions {
    */
   repositories?: string[];
   /** Reads a Transit key's versions from Vault, to flag keys wrapped with versions Vault no longer decrypts. */
-  keyInfo?: (key: TransitKeyRef) => Promise<TransitKeyInfo>;
+  keyInfo?: (key: TransitKey) => Promise<TransitKeyInfo>;
 }
 
 /** A wrapped key as audit lists it; the version is the Transit ciphertext's, never the item's own label. */
@@ -145,7 +146,7 @@ async function auditImage(domain: string, path: string, tags: string[], digest: 
     const out: AuditedImage[] = [];
     for (const { node, platform } of manifestsOf(root)) {
       const layers = node.manifest.layers;
-      const { encryptedLayers, schemes, vaultKeys } = manifestEncryption(layers);
+      const { encryptedLayers, schemes, serviceKeys: vaultKeys } = manifestEncryption(layers);
       const config = node.manifest.config;
       let created = run.configs.get(config.digest);
       if (created === undefined) {
@@ -164,11 +165,11 @@ async function auditImage(domain: string, path: string, tags: string[], digest: 
         if (k.tampered === true) flags.push(`tampered-key-version-label:${k.key}:v${k.version}`);
         if (min !== undefined && k.version < min) flags.push(`key-version-below-minimum:${k.key}:v${k.version}<v${min}`);
         if (canonicalBindingName(k.binding) !== canonical) flags.push(`bound-to-other-repository:${k.binding}`);
-        if (options.keyInfo !== undefined) {
-          const [mount, name] = k.key.split('/keys/') as [string, string];
+        const transitKey = readTransitKey(k.key);
+        if (options.keyInfo !== undefined && transitKey !== undefined) {
           let info = keyInfos.get(k.key);
           if (info === undefined) {
-            info = options.keyInfo({ mount, name }).catch(() => undefined);
+            info = options.keyInfo(transitKey).catch(() => undefined);
             keyInfos.set(k.key, info);
           }
           const i = await info;
@@ -233,7 +234,8 @@ export function parseMinVersions(specs: readonly string[]): Map<string, number> 
     const eq = spec.lastIndexOf('=');
     const n = Number(eq >= 0 ? spec.slice(eq + 1) : spec);
     if (!Number.isSafeInteger(n) || n < 1) throw new ImagegateError('USAGE', `--min-version ${JSON.stringify(spec)} must be [mount/keys/name=]N with N ≥ 1`);
-    out.set(eq >= 0 ? spec.slice(0, eq) : '*', n);
+    // Keyed by the one spelling audit compares with, whichever form was typed (`transit/app` or `transit/keys/app`).
+    out.set(eq >= 0 ? formatTransitKey(parseTransitKey(spec.slice(0, eq))) : '*', n);
   }
   return out;
 }

@@ -2,7 +2,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { addAbortSignal, PassThrough, Transform as TransformStream } from 'node:stream';
 import { ImagegateError, isImagegateError } from '../errors.js';
-import { formatPlatform, platformMatches, type Descriptor, type Platform } from '../image/descriptor.js';
+import { formatPlatform, platformMatches, type Descriptor, type Platform, type LayerDescription } from '../image/descriptor.js';
 import type { ImageDestination, ImageNode, ImageSource, IndexNode, ManifestNode } from '../image/image.js';
 import { serialize } from '../image/manifest.js';
 import { isEncryptedMediaType, MediaType } from '../image/media-types.js';
@@ -33,12 +33,6 @@ export interface LayerRewrite {
   finish(): LayerDescription;
 }
 
-/** A layer descriptor's fields other than digest and size. */
-export interface LayerDescription {
-  mediaType: string;
-  annotations?: Record<string, string>;
-  [extra: string]: unknown;
-}
 
 /** An op, expressed as decisions on layers and adjustments to the documents that list them. */
 export interface ImageRewriter {

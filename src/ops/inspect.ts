@@ -3,7 +3,7 @@ import { formatPlatform } from '../image/descriptor.js';
 import type { ImageSource } from '../image/image.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
-import { layerRecipients, type SchemeRecipients } from './recipients.js';
+import { layerRecipients, type SchemeRecipients } from '../crypto/layer-recipients.js';
 
 export interface LayerReport {
   index: number;

@@ -2,9 +2,10 @@ import { lstat, mkdir, readdir, realpath, rm, writeFile } from 'node:fs/promises
 import os from 'node:os';
 import path from 'node:path';
 import { ImagegateError, systemErrorCode } from '../errors.js';
-import { loadPrivateKey, loadPublicKey } from '../crypto/key-files.js';
+import { loadPrivateKey } from '../crypto/key-files.js';
 import { generateKeyPairFiles } from '../crypto/keygen.js';
-import { JweKeyWrapper } from '../crypto/wrappers/jwe.js';
+import { prepareRecipients } from '../crypto/recipients.js';
+import { Keyring } from '../crypto/schemes/keyring.js';
 import { openDestination, withSource } from '../transport/transports.js';
 import { decryptImage } from './decrypt.js';
 import { encryptImage } from './encrypt.js';
@@ -39,15 +40,14 @@ export async function runQuickstart(dir: string, log: (line: string) => void, op
   await writeSampleImage(path.join(dir, 'sample'), '1.0');
   log(`built a two-layer sample image at ${plain}`);
 
-  const wrapper = new JweKeyWrapper();
-  const recipients = [{ wrapper, recipients: [await loadPublicKey(ec.publicKey), await loadPublicKey(rsa.publicKey)] }];
+  const recipients = await prepareRecipients([`jwe:${ec.publicKey}`, `jwe:${rsa.publicKey}`], { binding: undefined, keyring: new Keyring() });
   await withSource(plain, async (src) => encryptImage(src, await openDestination(encrypted), { recipients }));
   log(`imagegate encrypt ${plain} ${encrypted} --recipient jwe:${ec.publicKey} --recipient jwe:${rsa.publicKey}`);
 
-  const keys = [await loadPrivateKey(ec.privateKey)];
+  const keyring = new Keyring([await loadPrivateKey(ec.privateKey)]);
   const encryptedReport = await withSource(encrypted, async (src) => {
     const report = await inspectImage(src);
-    await decryptImage(src, await openDestination(decrypted), { keys });
+    await decryptImage(src, await openDestination(decrypted), { keyring });
     return report;
   });
   log(`imagegate decrypt ${encrypted} ${decrypted} --key ${ec.privateKey}`);

@@ -1,9 +1,10 @@
-import { canonicalBindingName } from '../image/reference.js';
 import { ImagegateError, isImagegateError } from '../errors.js';
 import type { ImageDestination, ImageSource } from '../image/image.js';
 import { isEncryptedMediaType } from '../image/media-types.js';
-import { splitAnnotationItems } from '../crypto/key-wrapper.js';
-import { decodeVaultItem, encodeVaultItem, VAULT_ANNOTATION, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
+import { splitAnnotationItems } from '../crypto/schemes/annotation-items.js';
+import type { KeyScheme } from '../crypto/schemes/key-scheme.js';
+import type { Keyring } from '../crypto/schemes/keyring.js';
+import { keyAnnotations } from '../crypto/schemes/registry.js';
 import type { ImageReference } from '../image/reference.js';
 import { catalogRepositories, RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
 import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
@@ -13,7 +14,8 @@ import { limiter } from '../util/limit.js';
 import { copyImage, type CopyOptions, type CopyResult, type ImageRewriter, type LayerContext, type LayerRewrite } from './copy.js';
 
 export interface RewrapOptions extends CopyOptions {
-  vault: VaultLayerKeys;
+  /** The key-service sessions that rewrap (a Transit session). */
+  keyring: Keyring;
   /** Re-bind every wrapped key to this repository (promotion); needs decrypt rights, unlike a plain rewrap. */
   bindTo?: string;
   /** Told about each wrapped key moved: from and to key version. */
@@ -38,43 +40,48 @@ export async function rewrapImage(source: ImageSource, destination: ImageDestina
 
 class RewrapRewriter implements ImageRewriter {
   readonly encrypts = false;
-  /** Whether any layer had Vault-wrapped keys (all of them may already be at the latest version). */
-  private sawVaultKeys = false;
+  /** Whether any layer had keys a key service holds (all of them may already be at the latest version). */
+  private sawServiceKeys = false;
 
   constructor(private readonly options: RewrapOptions) {}
 
   afterPlanning(rewrites: number): void {
-    if (rewrites === 0 && this.options.allowNothing !== true && !this.sawVaultKeys) {
+    if (rewrites === 0 && this.options.allowNothing !== true && !this.sawServiceKeys) {
       throw new ImagegateError('USAGE', 'nothing to rewrap: no layer of this image has a Vault-wrapped key');
     }
   }
 
   async planLayer(ctx: LayerContext): Promise<LayerRewrite | undefined> {
     const desc = ctx.descriptor;
-    const value = desc.annotations?.[VAULT_ANNOTATION];
-    if (!isEncryptedMediaType(desc.mediaType) || value === undefined) return undefined;
-    this.sawVaultKeys = true;
-    const items = await Promise.all(
-      splitAnnotationItems(value).map(async (item) => {
-        if (item instanceof Error) throw new ImagegateError('BAD_FORMAT', `${ctx.label}: ${item.message}`);
-        const before = decodeVaultItem(item, ctx.label);
-        const bindTo = this.options.bindTo;
-        const after = bindTo !== undefined && bindTo !== canonicalBindingName(before.binding)
-          ? await this.options.vault.rebind(before, bindTo, ctx.label)
-          : await this.options.vault.rewrap(before, ctx.label);
-        // Already at the latest version and binding: keep the item as it was (a new ciphertext would change nothing).
-        if (after.version === before.version && after.binding === before.binding) return { moved: false, value: item.toString('base64') };
-        this.options.onRewrap?.(ctx.label, before.version, after.version);
-        return { moved: true, value: encodeVaultItem(after).toString('base64') };
-      }),
-    );
-    if (!items.some((i) => i.moved)) return undefined;
+    if (!isEncryptedMediaType(desc.mediaType)) return undefined;
+    const rewrapped: Record<string, string> = {};
+    for (const { scheme, value } of keyAnnotations(desc.annotations)) {
+      if (scheme?.rewrap === undefined) continue;
+      this.sawServiceKeys = true;
+      const items = await this.rewrapItems(scheme, value, ctx.label);
+      if (items.some((i) => i.moved)) rewrapped[scheme.annotation] = items.map((i) => i.value).join(',');
+    }
+    if (Object.keys(rewrapped).length === 0) return undefined;
     return {
       finish: () => {
         const { digest: _d, size: _s, mediaType, annotations, ...rest } = desc;
-        return { ...rest, mediaType, annotations: { ...annotations, [VAULT_ANNOTATION]: items.map((i) => i.value).join(',') } };
+        return { ...rest, mediaType, annotations: { ...annotations, ...rewrapped } };
       },
     };
+  }
+
+  /** Every item of one annotation at once (so the key service gets one batch), each moved or kept as it was. */
+  private rewrapItems(scheme: KeyScheme, value: string, where: string): Promise<Array<{ moved: boolean; value: string }>> {
+    return Promise.all(
+      splitAnnotationItems(value).map(async (item) => {
+        if (item instanceof Error) throw new ImagegateError('BAD_FORMAT', `${where}: ${item.message}`);
+        const { item: after, from, to } = await scheme.rewrap!(item, { where, ...(this.options.bindTo !== undefined ? { bindTo: this.options.bindTo } : {}) }, this.options.keyring);
+        // Already at the latest version and binding: keep the item as it was (a new ciphertext would change nothing).
+        if (to.version === from.version && to.binding === from.binding) return { moved: false, value: item.toString('base64') };
+        this.options.onRewrap?.(where, from.version, to.version);
+        return { moved: true, value: after.toString('base64') };
+      }),
+    );
   }
 }
 

@@ -1,15 +1,14 @@
 import type { Readable } from 'node:stream';
 import { ImagegateError } from '../errors.js';
-import type { LoadedKey } from '../crypto/key-files.js';
-import { LayerDecryptStream } from '../crypto/layer-cipher.js';
-import { decodePrivateOptions, decodePublicOptions, PUBOPTS_ANNOTATION } from '../crypto/layer-options.js';
+import type { LayerDecryptStream } from '../crypto/layer-cipher.js';
+import { prepareLayerDecryption } from '../crypto/layer-crypto.js';
+import type { Keyring } from '../crypto/schemes/keyring.js';
 import { formatPlatform, type Descriptor, type Platform } from '../image/descriptor.js';
 import type { ImageSource } from '../image/image.js';
 import { decryptedMediaType, isEncryptedMediaType } from '../image/media-types.js';
 import { loadImageTree, selectPlatformManifest } from '../image/tree.js';
 import { unpackLayers, type UnpackLayer, type UnpackReport } from '../unpack/unpack.js';
 import { wholeLayerStream } from '../unpack/whole-layer-stream.js';
-import { unwrapLayerKey, type VaultUnwrapping } from './decrypt.js';
 
 export interface UnpackImageOptions {
   platform: Platform;
@@ -18,8 +17,8 @@ export interface UnpackImageOptions {
   allowedPaths: string[];
   /** Unpack only the encrypted layers (the pod model: the plaintext base runs as the container image). */
   encryptedOnly: boolean;
-  keys: LoadedKey[];
-  vault?: VaultUnwrapping;
+  /** Private keys and key-service sessions to unwrap layer keys with, and the repository the image is read from. */
+  keyring: Keyring;
   /** The most uncompressed bytes the layers may add up to (default DEFAULT_MAX_UNPACKED_BYTES). */
   maxUnpackedBytes?: number;
   /** Keep setuid, setgid and sticky bits (dropped by default). */
@@ -53,12 +52,8 @@ async function planLayer(source: ImageSource, desc: Descriptor, label: string, o
   if (compression === 'zstd') throw new ImagegateError('UNSUPPORTED', `${label} is zstd-compressed, which this build cannot unpack yet`);
   let decrypt: (() => LayerDecryptStream) | undefined;
   if (encrypted) {
-    const annotations = desc.annotations ?? {};
-    const pub = decodePublicOptions(annotations[PUBOPTS_ANNOTATION], label);
-    const privateBytes = await unwrapLayerKey(label, annotations, options.keys, options.vault);
-    const priv = decodePrivateOptions(privateBytes, pub, label);
-    privateBytes.fill(0);
-    decrypt = () => new LayerDecryptStream(priv.secret, pub.hmac, label);
+    const layer = await prepareLayerDecryption(desc, options.keyring, label);
+    decrypt = () => layer.createDecipher();
   }
   return {
     label,

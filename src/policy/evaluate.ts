@@ -1,9 +1,9 @@
 import { canonicalBindingName } from '../image/reference.js';
 import { globToRegExp, matchesAnyGlob } from '../util/glob.js';
+import { readTransitKey, recipientFormOf } from '../vault/transit-key.js';
 import type { AdmissionPolicy, AdmissionSubject, AllowedKey, ContainerFacts, Decision, PlatformImageFacts, RepositoryRule, Violation } from './types.js';
 
 /** The scheme of layer keys wrapped by a Vault Transit key (the `imagegate` key provider). */
-const VAULT_SCHEME = 'provider.imagegate';
 
 /** Why a namespace is not checked at all (exempt, or outside `namespaces.include`), or undefined when it is. */
 export function namespaceNotInScope(policy: AdmissionPolicy, namespace: string): string | undefined {
@@ -50,7 +50,7 @@ export function evaluate(policy: AdmissionPolicy, subject: AdmissionSubject): De
   const found: Finding[] = [];
   const serviceAccount = `${namespace}/${subject.serviceAccount}`;
   for (const container of subject.containers) {
-    const bindings = [...new Set(container.platforms.flatMap((p) => p.vaultKeys.map((k) => canonicalBindingName(k.binding))))];
+    const bindings = [...new Set(container.platforms.flatMap((p) => p.serviceKeys.map((k) => canonicalBindingName(k.binding))))];
     const rule = bindings.map((b) => ruleFor(policy, b)).find((r) => r !== undefined) ?? ruleFor(policy, container.repository);
     if (rule === undefined && bindings.length === 0) continue;
     protectedBy[container.name] = rule?.match ?? `the Vault key binding ${bindings.join(', ')}`;
@@ -117,7 +117,7 @@ function checkVaultItems(container: ContainerFacts): Finding[] {
   const repo = container.repository;
   const subject = `container ${container.name} (${WHERE})`;
   for (const p of container.platforms) {
-    for (const vk of p.vaultKeys) {
+    for (const vk of p.serviceKeys) {
       const add = (rule: string, message: string, remedy: string): void => {
         out.push({ container: container.name, image: container.image, rule, message, remedy, platform: p.platform });
       };
@@ -153,25 +153,26 @@ function checkKeys(
     `encrypt the image with an allowed key: \`imagegate encrypt PLAINTEXT_IMAGE docker://${repo}:TAG -r vault:${shortKey(key.key)}\`, then deploy it`;
   const firstKey = rule.keys[0]!;
 
-  if (!p.schemes.includes(VAULT_SCHEME) || p.vaultKeys.length === 0) {
-    const schemes = p.schemes.filter((s) => s !== VAULT_SCHEME);
-    const how = p.schemes.includes(VAULT_SCHEME)
+  // Keys count only beside a scheme whose keys a key service holds: facts that list keys without one are not trusted.
+  const wrappedByService = p.schemes.length > p.offlineSchemes.length;
+  if (!wrappedByService || p.serviceKeys.length === 0) {
+    const how = wrappedByService
       ? 'name no readable Vault key'
-      : schemes.length > 0
-        ? `are wrapped only with ${schemes.join(', ')}, not with a Vault key`
+      : p.offlineSchemes.length > 0
+        ? `are wrapped only with ${p.offlineSchemes.join(', ')}, not with a Vault key`
         : 'are not wrapped with a Vault key';
     add('key-not-allowed', `${subject}: its encrypted layers ${how}; repositories matching ${rule.match} accept only ${allowedList}`, reencrypt(firstKey));
     return;
   }
 
-  if (p.layersWithoutVaultKey > 0) {
+  if (p.layersWithoutServiceKey > 0) {
     add(
       'key-not-allowed',
-      `${subject}: ${p.layersWithoutVaultKey} of its ${p.encryptedLayers} encrypted layers are not wrapped with a Vault key; repositories matching ${rule.match} accept only ${allowedList}, on every encrypted layer`,
+      `${subject}: ${p.layersWithoutServiceKey} of its ${p.encryptedLayers} encrypted layers are not wrapped with a Vault key; repositories matching ${rule.match} accept only ${allowedList}, on every encrypted layer`,
       reencrypt(firstKey),
     );
   }
-  const others = p.schemes.filter((s) => s !== VAULT_SCHEME);
+  const others = p.offlineSchemes;
   if (rule.vaultOnly && others.length > 0) {
     add(
       'other-recipients',
@@ -180,7 +181,7 @@ function checkKeys(
     );
   }
 
-  for (const vk of p.vaultKeys) {
+  for (const vk of p.serviceKeys) {
     const allowed = rule.keys.find((k) => k.key === vk.key);
     if (allowed === undefined) {
       add(
@@ -234,6 +235,6 @@ function mergeFindings(found: readonly Finding[]): Violation[] {
 
 /** `transit/keys/app` as `--recipient vault:` takes it: `transit/app`. */
 function shortKey(key: string): string {
-  const i = key.lastIndexOf('/keys/');
-  return i < 0 ? key : `${key.slice(0, i)}/${key.slice(i + '/keys/'.length)}`;
+  const transitKey = readTransitKey(key);
+  return transitKey === undefined ? key : recipientFormOf(transitKey);
 }

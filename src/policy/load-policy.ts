@@ -4,6 +4,7 @@ import { ImagegateError, systemErrorCode } from '../errors.js';
 import { absent, knownFields, present, yamlSyntaxError } from '../image/strict-document.js';
 import { JsonReader, quote } from '../image/validate.js';
 import { canonicalDomain, canonicalRepositoryGlob, isLoopbackHost } from '../image/reference.js';
+import { formatTransitKey, readTransitKey } from '../vault/transit-key.js';
 import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeModel } from './types.js';
 
 /**
@@ -25,9 +26,6 @@ export const POLICY_KIND = 'AdmissionPolicy';
 /** Policy files larger than this are refused: a policy is a few kilobytes, and the webhook reads it at start-up. */
 export const MAX_POLICY_BYTES = 1024 * 1024;
 
-const DEFAULT_TRANSIT_MOUNT = 'transit';
-// The characters Vault path segments may use unencoded (as src/vault/transit.ts accepts for --recipient vault:KEY).
-const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'mode', 'runtimeModel', 'failurePolicy', 'namespaces', 'repositories', 'insecureRegistries'];
 const NAMESPACE_FIELDS = ['include', 'exempt'];
@@ -144,26 +142,6 @@ async function readPolicyText(file: string): Promise<string> {
   return text;
 }
 
-/**
- * `MOUNT/keys/NAME` as written, or the short `[MOUNT/]NAME` that `--recipient vault:` takes, as `MOUNT/keys/NAME`
- * (mount `transit` when omitted), the form image annotations and `imagegate inspect` show.
- */
-export function normalizeTransitKey(text: string): string | undefined {
-  const long = /^(.+)\/keys\/([^/]+)$/.exec(text);
-  let mount: string;
-  let name: string;
-  if (long !== null) {
-    mount = long[1]!;
-    name = long[2]!;
-  } else {
-    const parts = text.split('/');
-    name = parts.pop() ?? '';
-    mount = parts.length > 0 ? parts.join('/') : DEFAULT_TRANSIT_MOUNT;
-  }
-  if (!PATH_SEGMENT.test(name) || !mount.split('/').every((p) => PATH_SEGMENT.test(p))) return undefined;
-  return `${mount}/keys/${name}`;
-}
-
 function repositoryRule(r: JsonReader): RepositoryRule {
   knownFields(r, RULE_FIELDS);
   const matchReader: JsonReader = present(r.field('match'), 'must be a repository glob such as registry.example/prod/**');
@@ -199,8 +177,8 @@ function allowedKey(k: JsonReader): AllowedKey {
   knownFields(k, KEY_FIELDS);
   const keyReader: JsonReader = present(k.field('key'), 'must name a Vault Transit key, as MOUNT/keys/NAME or [MOUNT/]NAME');
   const text = keyReader.string();
-  const key = normalizeTransitKey(text);
-  if (key === undefined) {
+  const transitKey = readTransitKey(text);
+  if (transitKey === undefined) {
     keyReader.fail(`must be a Vault Transit key as MOUNT/keys/NAME or [MOUNT/]NAME (letters, digits, ".", "_" and "-"), got ${quote(text)}`);
   }
 
@@ -223,7 +201,7 @@ function allowedKey(k: JsonReader): AllowedKey {
     }
     serviceAccounts.push(glob);
   }
-  return { key, minVersion, serviceAccounts };
+  return { key: formatTransitKey(transitKey), minVersion, serviceAccounts };
 }
 
 function oneOf<T extends string>(r: JsonReader, values: readonly T[], fallback: T): T {

@@ -3,7 +3,7 @@
  * (src/policy/evaluate.ts) is a pure function of these, so every decision is unit-testable without a server.
  */
 
-import type { WrappedKeyReference } from '../crypto/wrappers/vault.js';
+import type { ManifestEncryption } from '../crypto/layer-recipients.js';
 
 export type PolicyMode = 'enforce' | 'warn' | 'audit';
 export type RuntimeModel = 'node' | 'pod';
@@ -54,20 +54,14 @@ export interface AdmissionPolicy {
   insecureRegistries: string[];
 }
 
-/** A Vault-wrapped layer key as the image's annotations describe it (version from the Transit ciphertext). */
-export type ImageVaultKey = WrappedKeyReference;
-
-/** What the registry told us about one platform image of a container's image. */
-export interface PlatformImageFacts {
+/**
+ * What the registry told us about one platform image of a container's image: how its layers are encrypted, read from
+ * the manifest alone (src/crypto/layer-recipients.ts). `serviceKeys` are the Vault Transit keys, with the version each
+ * ciphertext is at; `offlineSchemes` the schemes that decrypt without asking Vault.
+ */
+export interface PlatformImageFacts extends ManifestEncryption {
   /** `linux/amd64`, or undefined for a single-platform image. */
   platform?: string;
-  layers: number;
-  encryptedLayers: number;
-  /** Schemes of the encrypted layers, e.g. `jwe`, `provider.imagegate`. */
-  schemes: string[];
-  vaultKeys: ImageVaultKey[];
-  /** Encrypted layers that carry no readable Vault-wrapped key: no Vault key stands between them and a reader. */
-  layersWithoutVaultKey: number;
 }
 
 /** One container of the pod, with its image resolved. */

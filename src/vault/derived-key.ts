@@ -1,6 +1,7 @@
 import { ImagegateError } from '../errors.js';
 import type { ItemResult } from '../util/coalesce.js';
-import { formatTransitKeyRef, type Transit, type TransitKeyRef, type WrappedByTransit } from './transit.js';
+import { formatTransitKey, type TransitKey } from './transit-key.js';
+import type { Transit, WrappedByTransit } from './transit.js';
 
 /** A context no binding produces (bindings are `imagegate:v1:HOST/PATH`). */
 const PROBE_CONTEXT = Buffer.from('imagegate:probe:not-a-repository');
@@ -30,7 +31,7 @@ export class DerivedKeysOnly {
 
   constructor(readonly transit: Transit) {}
 
-  async encrypt(key: TransitKeyRef, items: Array<{ plaintext: Buffer; context: Buffer }>): Promise<Array<ItemResult<WrappedByTransit>>> {
+  async encrypt(key: TransitKey, items: Array<{ plaintext: Buffer; context: Buffer }>): Promise<Array<ItemResult<WrappedByTransit>>> {
     const results = await this.transit.encrypt(key, items);
     // After the batch, never beside it: to an identity allowed to create keys, an encrypt for a missing key creates
     // it (upsert), derived only when the request has a context, which the probe has not.
@@ -38,7 +39,7 @@ export class DerivedKeysOnly {
     return results;
   }
 
-  async decrypt(key: TransitKeyRef, items: Array<{ ciphertext: string; context: Buffer }>): Promise<Array<ItemResult<Buffer>>> {
+  async decrypt(key: TransitKey, items: Array<{ ciphertext: string; context: Buffer }>): Promise<Array<ItemResult<Buffer>>> {
     if (items.length === 0) return [];
     const results = await this.transit.decrypt(key, [...items, { ciphertext: items[0]!.ciphertext, context: PROBE_CONTEXT }]);
     const probe = results.pop();
@@ -51,8 +52,8 @@ export class DerivedKeysOnly {
   }
 
   /** Resolves once `key` is known to be derived; remembered for the process (a key's `derived` never changes). */
-  private checkDerivedForEncrypt(key: TransitKeyRef): Promise<void> {
-    const name = formatTransitKeyRef(key);
+  private checkDerivedForEncrypt(key: TransitKey): Promise<void> {
+    const name = formatTransitKey(key);
     let check = this.derived.get(name);
     if (check === undefined) {
       check = this.transit.encrypt(key, [{ plaintext: PROBE_PLAINTEXT }]).then(([probe]) => {
@@ -67,8 +68,8 @@ export class DerivedKeysOnly {
   }
 }
 
-function notDerived(key: TransitKeyRef): ImagegateError {
-  const name = formatTransitKeyRef(key);
+function notDerived(key: TransitKey): ImagegateError {
+  const name = formatTransitKey(key);
   return new ImagegateError(
     'BAD_KEY',
     `${name} is not a derived Transit key, so it cannot bind layer keys to their repository (a wrapped key copied into ` +

@@ -1,32 +1,8 @@
 import { ImagegateError } from '../errors.js';
 import type { ItemResult } from '../util/coalesce.js';
+import { formatTransitKey, type TransitKey } from './transit-key.js';
 import { vaultError } from './vault-error.js';
 import type { VaultSession } from './vault-session.js';
-
-/** A Transit key: `transit/keys/app` is `{ mount: 'transit', name: 'app' }`. */
-export interface TransitKeyRef {
-  mount: string;
-  name: string;
-}
-
-export const DEFAULT_TRANSIT_MOUNT = 'transit';
-// Vault paths are not URL-encoded by node-vault; keep names to characters that need no encoding.
-const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
-/** Parses `[MOUNT/]KEY`, e.g. `app-layers` or `transit-prod/app-layers` or `team/transit/app`. */
-export function parseTransitKeyRef(text: string): TransitKeyRef {
-  const parts = text.split('/');
-  const name = parts.pop() ?? '';
-  const mount = parts.length > 0 ? parts.join('/') : DEFAULT_TRANSIT_MOUNT;
-  if (!PATH_SEGMENT.test(name) || !mount.split('/').every((p) => PATH_SEGMENT.test(p))) {
-    throw new ImagegateError('USAGE', `${JSON.stringify(text)} is not a Transit key: write [MOUNT/]KEY with letters, digits, ".", "_" and "-", e.g. transit/app-layers`);
-  }
-  return { mount, name };
-}
-
-export function formatTransitKeyRef(key: TransitKeyRef): string {
-  return `${key.mount}/keys/${key.name}`;
-}
 
 export interface WrappedByTransit {
   /** `vault:v3:…` */
@@ -58,19 +34,19 @@ export class Transit {
   constructor(readonly session: VaultSession) {}
 
   /** Items without a `context` are only for keys that are not derived (see derived-key.ts, which probes with one). */
-  async encrypt(key: TransitKeyRef, items: Array<{ plaintext: Buffer; context?: Buffer }>): Promise<Array<ItemResult<WrappedByTransit>>> {
+  async encrypt(key: TransitKey, items: Array<{ plaintext: Buffer; context?: Buffer }>): Promise<Array<ItemResult<WrappedByTransit>>> {
     const path = `${key.mount}/encrypt/${key.name}`;
     const batch = items.map((i) => ({ plaintext: i.plaintext.toString('base64'), ...contextField(i.context) }));
-    const results = await this.batch(path, batch, `wrap ${items.length} layer key(s) with ${formatTransitKeyRef(key)}`);
+    const results = await this.batch(path, batch, `wrap ${items.length} layer key(s) with ${formatTransitKey(key)}`);
     return results.map((r) => (r.ok ? wrapped(r.value, path) : r));
   }
 
-  async decrypt(key: TransitKeyRef, items: Array<{ ciphertext: string; context?: Buffer }>): Promise<Array<ItemResult<Buffer>>> {
+  async decrypt(key: TransitKey, items: Array<{ ciphertext: string; context?: Buffer }>): Promise<Array<ItemResult<Buffer>>> {
     const path = `${key.mount}/decrypt/${key.name}`;
     const batch = items.map((i) => ({ ciphertext: i.ciphertext, ...contextField(i.context) }));
     // Some items failing is an expected answer (derived-key.ts adds one that must fail): say so with 200, not 400,
     // so Vault's request metrics do not count every unwrap as a client error.
-    const results = await this.batch(path, batch, `unwrap ${items.length} layer key(s) with ${formatTransitKeyRef(key)}`, { partial_failure_response_code: 200 });
+    const results = await this.batch(path, batch, `unwrap ${items.length} layer key(s) with ${formatTransitKey(key)}`, { partial_failure_response_code: 200 });
     return results.map((r) => {
       if (!r.ok) return r;
       if (typeof r.value.plaintext !== 'string') return { ok: false, error: new ImagegateError('VAULT', `Vault answered ${path} without a plaintext`) };
@@ -79,16 +55,16 @@ export class Transit {
   }
 
   /** Moves ciphertexts to the key's latest version (or `keyVersion`); the plaintext never leaves Vault. */
-  async rewrap(key: TransitKeyRef, items: Array<{ ciphertext: string; context: Buffer }>, keyVersion?: number): Promise<Array<ItemResult<WrappedByTransit>>> {
+  async rewrap(key: TransitKey, items: Array<{ ciphertext: string; context: Buffer }>, keyVersion?: number): Promise<Array<ItemResult<WrappedByTransit>>> {
     const path = `${key.mount}/rewrap/${key.name}`;
     const batch = items.map((i) => ({ ciphertext: i.ciphertext, context: i.context.toString('base64'), ...(keyVersion !== undefined ? { key_version: keyVersion } : {}) }));
-    const results = await this.batch(path, batch, `rewrap ${items.length} layer key(s) with ${formatTransitKeyRef(key)}`);
+    const results = await this.batch(path, batch, `rewrap ${items.length} layer key(s) with ${formatTransitKey(key)}`);
     return results.map((r) => (r.ok ? wrapped(r.value, path) : r));
   }
 
-  async readKey(key: TransitKeyRef): Promise<TransitKeyInfo> {
+  async readKey(key: TransitKey): Promise<TransitKeyInfo> {
     const path = `${key.mount}/keys/${key.name}`;
-    const res = await this.session.read<{ data?: Record<string, unknown> }>(path, `read Transit key ${formatTransitKeyRef(key)}`);
+    const res = await this.session.read<{ data?: Record<string, unknown> }>(path, `read Transit key ${formatTransitKey(key)}`);
     const d = res.data ?? {};
     return {
       latestVersion: Number(d.latest_version ?? 0),

@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VERDICT_EXIT_CODES } from '../../src/errors.js';
+import { EXIT_CODES } from '../../src/errors.js';
 import { buildOciLayout, randomLayerFiles } from '../support/image-builder.js';
 import { imagegate, imagegateOk } from '../support/imagegate.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
@@ -71,7 +71,7 @@ afterAll(async () => {
 describe.skipIf(!ready)('audit of a registry with broken repositories', () => {
   it('flags each repository or tag it cannot read, with the reason, and reports the rest', async () => {
     const r = await imagegate(['audit', reg.host, '--insecure', '--json']);
-    expect(r.code, r.stderr).toBe(VERDICT_EXIT_CODES.FLAGGED);
+    expect(r.code, r.stderr).toBe(EXIT_CODES.FLAGGED);
     const report = JSON.parse(r.stdout) as { schemaVersion: number; images: Row[] };
     expect(report.schemaVersion).toBe(1);
     const byRepository = new Map(report.images.map((i) => [i.repository.slice(reg.host.length + 1), i]));
@@ -92,7 +92,7 @@ describe.skipIf(!ready)('audit of a registry with broken repositories', () => {
 
   it('shows the flagged rows in the table, with the reason', async () => {
     const r = await imagegate(['audit', reg.host, '--insecure']);
-    expect(r.code, r.stderr).toBe(VERDICT_EXIT_CODES.FLAGGED);
+    expect(r.code, r.stderr).toBe(EXIT_CODES.FLAGGED);
     expect(r.stdout).toMatch(new RegExp(`${reg.host}/broken/no-manifest:1 .*unreadable-manifest`));
     expect(r.stdout).toMatch(new RegExp(`${reg.host}/ok/app:1 .* 1/1 `));
     expect(r.stdout).toMatch(/broken\/blobs-only/);

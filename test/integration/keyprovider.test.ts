@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBuiltTool } from '../support/built-tools.js';
 import { buildOciLayout, randomLayerFiles, readManifestFor, type BuiltLayout } from '../support/image-builder.js';
-import { bindingContext } from '../../src/crypto/wrappers/vault.js';
+import { bindingContext } from '../../src/crypto/schemes/vault-item.js';
 import { CLI, imagegate, imagegateOk, layerContentDigests } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { replaceManifest } from '../support/tamper.js';

@@ -15,6 +15,7 @@ import { makeKeyPair, requireTool, skopeo, tempDir, testTempDir, type KeyPairFil
 import { tamperLayerConsistently } from '../support/tamper.js';
 import { InFlightMeter, metered } from '../support/in-flight.js';
 import { loadPrivateKey } from '../../src/crypto/key-files.js';
+import { Keyring } from '../../src/crypto/schemes/keyring.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { openDestination, openSource } from '../../src/transport/transports.js';
 
@@ -171,7 +172,7 @@ describe.skipIf(!ready)('docker:// on a plain-HTTP registry', () => {
     const source = await openSource(ref, registry);
     try {
       const destination = meter.wrap(await openDestination(`docker://${reg.host}/team/big-plain:1`, registry));
-      await decryptImage(source, destination, { ...metered(meter), keys: [await loadPrivateKey(key.privateKeyPath)] });
+      await decryptImage(source, destination, { ...metered(meter), keyring: new Keyring([await loadPrivateKey(key.privateKeyPath)]) });
     } finally {
       await source.close();
     }

@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bindingContext } from '../../src/crypto/wrappers/vault.js';
+import { bindingContext } from '../../src/crypto/schemes/vault-item.js';
 import { decodeBytesMessage, encodeBytesMessage } from '../../src/keyprovider/grpc.js';
 import { buildOciLayout, randomLayerFiles, readManifestFor, type BuiltLayout } from '../support/image-builder.js';
 import { CLI, imagegate } from '../support/imagegate.js';

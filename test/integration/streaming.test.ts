@@ -9,7 +9,8 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPrivateKey, loadPublicKey } from '../../src/crypto/key-files.js';
-import { keyWrapper } from '../../src/crypto/wrappers/registry.js';
+import { jweRecipients } from '../../src/crypto/schemes/jwe.js';
+import { Keyring } from '../../src/crypto/schemes/keyring.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
 import { openDestination, openSource } from '../../src/transport/transports.js';
@@ -29,9 +30,9 @@ async function peakInFlight(op: 'encrypt' | 'decrypt', from: string, to: string,
   const common = metered(meter);
   try {
     if (op === 'encrypt') {
-      await encryptImage(source, destination, { ...common, recipients: [{ wrapper: keyWrapper('jwe')!, recipients: [await loadPublicKey(key.publicKeyPath)] }] });
+      await encryptImage(source, destination, { ...common, recipients: [jweRecipients([await loadPublicKey(key.publicKeyPath)])] });
     } else {
-      await decryptImage(source, destination, { ...common, keys: [await loadPrivateKey(key.privateKeyPath)] });
+      await decryptImage(source, destination, { ...common, keyring: new Keyring([await loadPrivateKey(key.privateKeyPath)]) });
     }
   } finally {
     await source.close();

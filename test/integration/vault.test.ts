@@ -11,7 +11,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VaultLayerKeys } from '../../src/crypto/wrappers/vault.js';
+import { Keyring } from '../../src/crypto/schemes/keyring.js';
+import { VaultLayerKeys } from '../../src/crypto/schemes/vault-layer-keys.js';
+import { TRANSIT_SESSION, vaultTransitScheme } from '../../src/crypto/schemes/vault-transit.js';
 import { decryptImage } from '../../src/ops/decrypt.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
 import { openDestination, withSource } from '../../src/transport/transports.js';
@@ -317,10 +319,11 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
     });
     const session = new VaultSession({ address: bao.address, auth: { method: 'token', token: bao.rootToken } });
     const keys = new VaultLayerKeys(new Transit(session));
+    const transitKeyring = new Keyring().provide(TRANSIT_SESSION, async () => keys);
     const enc = await testTempDir('twenty-enc-');
     let started = performance.now();
     await withSource(`oci:${twenty.dir}:v1`, async (s) =>
-      encryptImage(s, await openDestination(`oci:${enc}:v1`), { recipients: [{ vault: keys, keys: [{ mount: 'transit', name: KEY }], binding: 'reg.example/twenty' }] }),
+      encryptImage(s, await openDestination(`oci:${enc}:v1`), { recipients: [await vaultTransitScheme.recipients([`transit/${KEY}`], { binding: 'reg.example/twenty', keyring: transitKeyring })] }),
     );
     const wrapMs = performance.now() - started;
     // The batch, then the probe that shows the key is derived (derived-key.ts): two requests for twenty layers.
@@ -328,7 +331,7 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
 
     started = performance.now();
     const dec = await testTempDir('twenty-dec-');
-    await withSource(`oci:${enc}:v1`, async (s) => decryptImage(s, await openDestination(`oci:${dec}:v1`), { keys: [], vault: { keys, repository: undefined } }));
+    await withSource(`oci:${enc}:v1`, async (s) => decryptImage(s, await openDestination(`oci:${dec}:v1`), { keyring: transitKeyring }));
     const unwrapMs = performance.now() - started;
     // Unwrapping probes inside the batch itself: one request.
     expect(session.roundTrips).toBe(3);

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VERDICT_EXIT_CODES } from '../../src/errors.js';
+import { EXIT_CODES } from '../../src/errors.js';
 import { buildOciLayout, randomLayerFiles } from '../support/image-builder.js';
 import { imagegate, imagegateOk } from '../support/imagegate.js';
 import { freePort, startRegistry, type RegistryServer } from '../support/registry-server.js';
@@ -112,7 +112,7 @@ afterAll(async () => {
 describe.skipIf(!ready)('webhook review in CI', () => {
   it('judges Pods and workloads, expands kind: List, counts and skips the other kinds, and exits 10 for the denial', async () => {
     const r = await imagegate(['webhook', 'review', '--policy', policyFile, manifests, '--insecure']);
-    expect(r.code, r.stderr).toBe(VERDICT_EXIT_CODES.FLAGGED);
+    expect(r.code, r.stderr).toBe(EXIT_CODES.FLAGGED);
     expect(r.stdout).toContain('allowed Pod shop/encrypted\n');
     expect(r.stdout).toMatch(/^denied {2}Deployment shop\/plaintext: imagegate denied this pod:/m);
     expect(r.stdout).not.toMatch(/ConfigMap|Service |ServiceAccount/);
@@ -129,7 +129,7 @@ describe.skipIf(!ready)('webhook review in CI', () => {
 
   it('--json from standard input (-): one result per object, skipped ones too, under a schema version', async () => {
     const r = await imagegate(['webhook', 'review', '--policy', policyFile, '-', '--insecure', '--json'], { input: await readFile(manifests, 'utf8') });
-    expect(r.code, r.stderr).toBe(VERDICT_EXIT_CODES.FLAGGED);
+    expect(r.code, r.stderr).toBe(EXIT_CODES.FLAGGED);
     const doc = JSON.parse(r.stdout) as { schemaVersion: number; kind: string; results: Array<Record<string, unknown>>; counts: Record<string, number> };
     expect(doc.schemaVersion).toBe(1);
     expect(doc.kind).toBe('WebhookReview');
@@ -147,16 +147,16 @@ describe.skipIf(!ready)('webhook review in CI', () => {
 
   it('exits 11 ("could not decide") when a registry refuses the connection or never answers, and 10 once anything is denied', async () => {
     const refused = await imagegate(['webhook', 'review', '--policy', policyFile, '-', '--insecure'], { input: pod('gone', `${closedHost}/shop/app:1`) });
-    expect(refused.code, refused.stdout + refused.stderr).toBe(VERDICT_EXIT_CODES.UNDECIDED);
+    expect(refused.code, refused.stdout + refused.stderr).toBe(EXIT_CODES.UNDECIDED);
     expect(refused.stdout).toMatch(/^undecided Pod shop\/gone: imagegate could not check the images/m);
 
     const silent = await imagegate(['webhook', 'review', '--policy', policyFile, '-', '--insecure', '--budget-ms', '500', '--json'], { input: pod('slow', `${blackHoleHost}/shop/app:1`) });
-    expect(silent.code, silent.stdout + silent.stderr).toBe(VERDICT_EXIT_CODES.UNDECIDED);
+    expect(silent.code, silent.stdout + silent.stderr).toBe(EXIT_CODES.UNDECIDED);
     const doc = JSON.parse(silent.stdout) as { results: Array<{ verdict: string; code: number }> };
     expect(doc.results).toMatchObject([{ verdict: 'undecided', code: 500 }]);
 
     const both = await imagegate(['webhook', 'review', '--policy', policyFile, '-', '--insecure'], { input: `${pod('gone', `${closedHost}/shop/app:1`)}---\n${pod('plain', `${reg.host}/shop/app:plain`)}` });
-    expect(both.code, both.stderr).toBe(VERDICT_EXIT_CODES.FLAGGED);
+    expect(both.code, both.stderr).toBe(EXIT_CODES.FLAGGED);
     expect(both.stderr).toContain('1 denied, 1 undecided');
   });
 
@@ -173,9 +173,9 @@ describe.skipIf(!ready)('webhook review in CI', () => {
       const args = (input: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
         imagegate(['webhook', 'review', '--url', webhook.url, '--webhook-ca', ca, '-'], { input });
       const refused = await args(pod('gone', `${closedHost}/shop/app:1`));
-      expect(refused.code, refused.stdout + refused.stderr).toBe(VERDICT_EXIT_CODES.UNDECIDED);
+      expect(refused.code, refused.stdout + refused.stderr).toBe(EXIT_CODES.UNDECIDED);
       const denied = await args(pod('plain', `${reg.host}/shop/app:plain`));
-      expect(denied.code, denied.stdout + denied.stderr).toBe(VERDICT_EXIT_CODES.FLAGGED);
+      expect(denied.code, denied.stdout + denied.stderr).toBe(EXIT_CODES.FLAGGED);
       const allowed = await args(pod('encrypted', `${reg.host}/shop/app:enc`));
       expect(allowed.code, allowed.stdout + allowed.stderr).toBe(0);
     });

@@ -8,7 +8,7 @@ import type { AdmissionPolicy } from '../../../src/policy/types.js';
 import { protectingPolicy } from '../../support/admission-policy.js';
 
 const digest = `sha256:${'d'.repeat(64)}`;
-const plainImage: ResolvedImage = { repository: 'reg.example/prod/app', digest, platforms: [{ layers: 2, encryptedLayers: 0, schemes: [], vaultKeys: [], layersWithoutVaultKey: 0 }] };
+const plainImage: ResolvedImage = { repository: 'reg.example/prod/app', digest, platforms: [{ layers: 2, encryptedLayers: 0, schemes: [], offlineSchemes: [], serviceKeys: [], layersWithoutServiceKey: 0 }] };
 
 function policy(extra: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
   return protectingPolicy('reg.example/prod/**', extra);
@@ -140,7 +140,7 @@ describe('admit', () => {
   });
 
   it('the injected check logs in as the role the template names for the pod, and the validating hook holds it to that', async () => {
-    const encrypted: ResolvedImage = { ...plainImage, platforms: [{ layers: 2, encryptedLayers: 2, schemes: ['jwe'], vaultKeys: [], layersWithoutVaultKey: 2 }] };
+    const encrypted: ResolvedImage = { ...plainImage, platforms: [{ layers: 2, encryptedLayers: 2, schemes: ['jwe'], offlineSchemes: ['jwe'], serviceKeys: [], layersWithoutServiceKey: 2 }] };
     const check = { image: `reg.example/imagegate@${digest}`, vaultAddress: 'https://vault:8200', authMethod: 'jwt' as const, vaultRole: '{namespace}-{serviceAccount}', audience: 'vault' };
     const deps = { policy: () => policy(), resolve: async () => encrypted, budgetMs: 1000, check };
     const pod = { ...request, object: { spec: { serviceAccountName: 'api', containers: [{ name: 'web', image: 'reg.example/prod/app:1' }] } } };
@@ -195,7 +195,7 @@ describe('admit: kubectl debug in the node model', () => {
     const resolve = async (image: string): Promise<ResolvedImage> => ({
       repository: 'reg.example/prod/app',
       digest: digestOf(image),
-      platforms: [{ layers: 1, encryptedLayers: 1, schemes: ['jwe'], vaultKeys: [], layersWithoutVaultKey: 1 }],
+      platforms: [{ layers: 1, encryptedLayers: 1, schemes: ['jwe'], offlineSchemes: ['jwe'], serviceKeys: [], layersWithoutServiceKey: 1 }],
     });
     const check = { image: `reg.example/imagegate@sha256:${'c'.repeat(64)}`, vaultAddress: 'https://vault', authMethod: 'jwt' as const, vaultRole: 'r', audience: 'vault' };
     const deps = { policy: () => policy(), resolve, budgetMs: 1000, check };

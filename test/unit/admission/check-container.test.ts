@@ -26,7 +26,7 @@ const policy = protectingPolicy('reg.example/prod/**');
 async function resolve(image: string): Promise<ResolvedImage> {
   const repository = image.replace(/[@:][^/]*$/, '');
   const encryptedLayers = repository === 'reg.example/prod/app' ? 2 : 0;
-  return { repository, digest, platforms: [{ layers: 2, encryptedLayers, schemes: encryptedLayers > 0 ? ['jwe'] : [], vaultKeys: [], layersWithoutVaultKey: encryptedLayers }] };
+  return { repository, digest, platforms: [{ layers: 2, encryptedLayers, schemes: encryptedLayers > 0 ? ['jwe'] : [], offlineSchemes: encryptedLayers > 0 ? ['jwe'] : [], serviceKeys: [], layersWithoutServiceKey: encryptedLayers }] };
 }
 
 const check: CheckContainerSettings = { image: CHECK_IMAGE, vaultAddress: 'https://vault.example:8200', authMethod: 'jwt', vaultRole: 'workloads', audience: 'vault' };

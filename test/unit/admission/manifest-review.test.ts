@@ -92,7 +92,7 @@ items:
 describe('webhook review: verdicts', () => {
   const policy = protectingPolicy('reg.example/shop/**');
   const [pod] = requests(MANIFESTS, 'app.yaml');
-  const plain: ResolvedImage = { repository: 'reg.example/shop/web', digest: `sha256:${'d'.repeat(64)}`, platforms: [{ layers: 1, encryptedLayers: 0, schemes: [], vaultKeys: [], layersWithoutVaultKey: 0 }] };
+  const plain: ResolvedImage = { repository: 'reg.example/shop/web', digest: `sha256:${'d'.repeat(64)}`, platforms: [{ layers: 1, encryptedLayers: 0, schemes: [], offlineSchemes: [], serviceKeys: [], layersWithoutServiceKey: 0 }] };
 
   it("a policy denial is 'denied'; a look-up that failed or ran out of time is 'undecided', whatever its message says", async () => {
     const denied = await admit(pod!, { policy: () => policy, resolve: async () => plain, budgetMs: 1000 }, false);

@@ -4,9 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPrivateKey, loadPublicKey, type LoadedKey } from '../../../src/crypto/key-files.js';
-import { JweKeyWrapper, parseJwe } from '../../../src/crypto/wrappers/jwe.js';
+import { jweRecipients, jweScheme, parseJwe } from '../../../src/crypto/schemes/jwe.js';
+import { Keyring } from '../../../src/crypto/schemes/keyring.js';
 
-const wrapper = new JweKeyWrapper();
+/** The jwe scheme on loaded keys, as these tests use it: one item for all recipients, unwrapped with given keys. */
+const wrapper = {
+  wrap: async (payload: Buffer, keys: LoadedKey[]): Promise<Buffer> => (await jweRecipients(keys).wrap(payload))[0]!,
+  unwrap: (item: Buffer, keys: LoadedKey[]): Promise<Buffer | undefined> => jweScheme.unwrap([item], new Keyring(keys), 'test layer'),
+  describe: (item: Buffer) => jweScheme.describe(item),
+};
 const payload = Buffer.from('{"symkey":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MTI=","digest":"sha256:00","cipheroptions":{"nonce":"AAECAwQFBgcICQoLDA0ODw=="}}');
 
 interface Pair {

@@ -3,7 +3,8 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPrivateKey, loadPublicKey, type LoadedKey } from '../../../src/crypto/key-files.js';
-import { JweKeyWrapper } from '../../../src/crypto/wrappers/jwe.js';
+import { jweRecipients, jweScheme } from '../../../src/crypto/schemes/jwe.js';
+import { Keyring } from '../../../src/crypto/schemes/keyring.js';
 import { isImagegateError } from '../../../src/errors.js';
 import { decryptImage } from '../../../src/ops/decrypt.js';
 import { encryptImage, type EncryptOptions } from '../../../src/ops/encrypt.js';
@@ -12,14 +13,19 @@ import { buildOciLayout, randomLayerFiles, readBlobJson, readIndexJson, readMani
 import { corruptBlobInPlace, replaceManifest, tamperLayerConsistently } from '../../support/tamper.js';
 import { makeKeyPair, tempDir, testTempDir, type TempDir } from '../../support/tools.js';
 
-const wrapper = new JweKeyWrapper();
+/** The jwe scheme on loaded keys, as these tests use it: one item for all recipients, unwrapped with given keys. */
+const wrapper = {
+  wrap: async (payload: Buffer, keys: LoadedKey[]): Promise<Buffer> => (await jweRecipients(keys).wrap(payload))[0]!,
+  unwrap: (item: Buffer, keys: LoadedKey[]): Promise<Buffer | undefined> => jweScheme.unwrap([item], new Keyring(keys), 'test layer'),
+  describe: (item: Buffer) => jweScheme.describe(item),
+};
 const JWE_ANNOTATION = 'org.opencontainers.image.enc.keys.jwe';
 
 const encrypt = (src: string, dst: string, recipients: LoadedKey[], extra: Partial<EncryptOptions> = {}) =>
-  withSource(src, async (source) => encryptImage(source, await openDestination(dst), { recipients: [{ wrapper, recipients }], ...extra }));
+  withSource(src, async (source) => encryptImage(source, await openDestination(dst), { recipients: [jweRecipients(recipients)], ...extra }));
 
 const decrypt = (src: string, dst: string, keys: LoadedKey[]) =>
-  withSource(src, async (source) => decryptImage(source, await openDestination(dst), { keys }));
+  withSource(src, async (source) => decryptImage(source, await openDestination(dst), { keyring: new Keyring(keys) }));
 
 describe('encrypt and decrypt through OCI layouts', () => {
   let pub: LoadedKey;

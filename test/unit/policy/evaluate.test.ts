@@ -1,3 +1,4 @@
+import type { WrappedKeyReference } from '../../../src/crypto/schemes/key-scheme.js';
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../../../src/policy/evaluate.js';
 import type {
@@ -5,7 +6,6 @@ import type {
   AdmissionSubject,
   AllowedKey,
   ContainerFacts,
-  ImageVaultKey,
   PlatformImageFacts,
   RepositoryRule,
   Violation,
@@ -36,21 +36,21 @@ function policy(over: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
   };
 }
 
-function vaultKey(over: Partial<ImageVaultKey> = {}): ImageVaultKey {
+function vaultKey(over: Partial<WrappedKeyReference> = {}): WrappedKeyReference {
   return { key: PROD_KEY, version: 1, binding: REPO, ...over };
 }
 
 /** A platform image whose layers are all Vault-wrapped with `keys` (the prod key, bound to REPO, by default). */
-function vaultPlatform(platform: string | undefined, keys: ImageVaultKey[] = [vaultKey()]): PlatformImageFacts {
-  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['provider.imagegate'], vaultKeys: keys, layersWithoutVaultKey: keys.length > 0 ? 0 : 3 };
+function vaultPlatform(platform: string | undefined, keys: WrappedKeyReference[] = [vaultKey()]): PlatformImageFacts {
+  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['provider.imagegate'], offlineSchemes: [], serviceKeys: keys, layersWithoutServiceKey: keys.length > 0 ? 0 : 3 };
 }
 
 function plainPlatform(platform?: string): PlatformImageFacts {
-  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 0, schemes: [], vaultKeys: [], layersWithoutVaultKey: 0 };
+  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 0, schemes: [], offlineSchemes: [], serviceKeys: [], layersWithoutServiceKey: 0 };
 }
 
 function jwePlatform(platform?: string): PlatformImageFacts {
-  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['jwe'], vaultKeys: [], layersWithoutVaultKey: 3 };
+  return { ...(platform !== undefined ? { platform } : {}), layers: 3, encryptedLayers: 3, schemes: ['jwe'], offlineSchemes: ['jwe'], serviceKeys: [], layersWithoutServiceKey: 3 };
 }
 
 function container(over: Partial<ContainerFacts> = {}): ContainerFacts {
@@ -238,7 +238,7 @@ describe('evaluate: key-not-allowed', () => {
   });
 
   it('fires when Vault keys are listed but the scheme is not', () => {
-    const p: PlatformImageFacts = { ...vaultPlatform(undefined), schemes: ['jwe'] };
+    const p: PlatformImageFacts = { ...vaultPlatform(undefined), schemes: ['jwe'], offlineSchemes: ['jwe'] };
     expect(only(evaluate(policy(), subject([container({ platforms: [p] })])).violations).message).toContain('wrapped only with jwe');
   });
 
@@ -254,7 +254,7 @@ describe('evaluate: key-not-allowed', () => {
   });
 
   it('accepts jwe alongside an allowed Vault key only where the rule says vaultOnly: false', () => {
-    const both: PlatformImageFacts = { ...vaultPlatform('linux/amd64'), schemes: ['jwe', 'provider.imagegate'] };
+    const both: PlatformImageFacts = { ...vaultPlatform('linux/amd64'), schemes: ['jwe', 'provider.imagegate'], offlineSchemes: ['jwe'] };
     const loose = policy({ repositories: [rule({ vaultOnly: false })] });
     expect(evaluate(loose, subject([container({ platforms: [both] })])).violations).toEqual([]);
     const v = only(evaluate(policy(), subject([container({ platforms: [both] })])).violations);
@@ -264,7 +264,7 @@ describe('evaluate: key-not-allowed', () => {
 
   it('fires when one encrypted layer is wrapped only with jwe while another is Vault-wrapped', () => {
     // The attack: a second, jwe-only layer rode along with a Vault-wrapped one and passed the key check.
-    const mixed: PlatformImageFacts = { ...vaultPlatform(undefined), schemes: ['jwe', 'provider.imagegate'], layersWithoutVaultKey: 1 };
+    const mixed: PlatformImageFacts = { ...vaultPlatform(undefined), schemes: ['jwe', 'provider.imagegate'], offlineSchemes: ['jwe'], layersWithoutServiceKey: 1 };
     const loose = policy({ repositories: [rule({ vaultOnly: false })] });
     const v = only(evaluate(loose, subject([container({ platforms: [mixed] })])).violations);
     expect(v.rule).toBe('key-not-allowed');

@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { ImagegateError } from '../../../src/errors.js';
 import type { ItemResult } from '../../../src/util/coalesce.js';
 import { DerivedKeysOnly } from '../../../src/vault/derived-key.js';
-import type { Transit, TransitKeyRef, WrappedByTransit } from '../../../src/vault/transit.js';
+import type { Transit, WrappedByTransit } from '../../../src/vault/transit.js';
+import type { TransitKey } from '../../../src/vault/transit-key.js';
 
-const KEY: TransitKeyRef = { mount: 'transit', name: 'app' };
+const KEY: TransitKey = { mount: 'transit', name: 'app' };
 const MISSING_CONTEXT = "missing 'context' for key derivation; the key was created using a derived key";
 
 /**
@@ -14,13 +15,13 @@ const MISSING_CONTEXT = "missing 'context' for key derivation; the key was creat
 function fakeTransit(derived: boolean, calls: string[]): Transit {
   const fail = (message: string): ItemResult<never> => ({ ok: false, error: new ImagegateError('VAULT', `Vault answered ${message}`) });
   return {
-    async encrypt(_key: TransitKeyRef, items: Array<{ plaintext: Buffer; context?: Buffer }>): Promise<Array<ItemResult<WrappedByTransit>>> {
+    async encrypt(_key: TransitKey, items: Array<{ plaintext: Buffer; context?: Buffer }>): Promise<Array<ItemResult<WrappedByTransit>>> {
       calls.push(`encrypt ${items.length}`);
       return items.map((i) =>
         derived && i.context === undefined ? fail(MISSING_CONTEXT) : { ok: true, value: { ciphertext: `vault:v1:${i.plaintext.toString('base64')}|${i.context?.toString() ?? ''}`, keyVersion: 1 } },
       );
     },
-    async decrypt(_key: TransitKeyRef, items: Array<{ ciphertext: string; context?: Buffer }>): Promise<Array<ItemResult<Buffer>>> {
+    async decrypt(_key: TransitKey, items: Array<{ ciphertext: string; context?: Buffer }>): Promise<Array<ItemResult<Buffer>>> {
       calls.push(`decrypt ${items.length}`);
       return items.map((i) => {
         const [body, context] = i.ciphertext.slice('vault:v1:'.length).split('|');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bindingContext, decodeVaultItem, describeVaultItem, encodeVaultItem } from '../../../src/crypto/wrappers/vault.js';
-import { parseTransitKeyRef } from '../../../src/vault/transit.js';
+import { bindingContext, decodeVaultItem, describeVaultItem, encodeVaultItem } from '../../../src/crypto/schemes/vault-item.js';
+import { parseTransitKey } from '../../../src/vault/transit-key.js';
 import { Coalescer } from '../../../src/util/coalesce.js';
 import { globToRegExp } from '../../../src/util/glob.js';
 
@@ -28,14 +28,14 @@ describe('Vault-wrapped key items', () => {
   });
 });
 
-describe('parseTransitKeyRef', () => {
+describe('parseTransitKey', () => {
   it('defaults the mount to transit and keeps nested mounts', () => {
-    expect(parseTransitKeyRef('layers')).toEqual({ mount: 'transit', name: 'layers' });
-    expect(parseTransitKeyRef('team/transit/layers')).toEqual({ mount: 'team/transit', name: 'layers' });
+    expect(parseTransitKey('layers')).toEqual({ mount: 'transit', name: 'layers' });
+    expect(parseTransitKey('team/transit/layers')).toEqual({ mount: 'team/transit', name: 'layers' });
   });
 
   it.each(['', 'a/', '../x', 'a b', 'x&y'])('refuses %j', (text) => {
-    expect(() => parseTransitKeyRef(text)).toThrow(/is not a Transit key/);
+    expect(() => parseTransitKey(text)).toThrow(/is not a Transit key/);
   });
 });
 

@@ -1,7 +1,9 @@
 import type jose from 'node-jose';
 import { ImagegateError } from '../../errors.js';
-import type { LoadedKey } from '../key-files.js';
-import type { KeyWrapper, RecipientSummary } from '../key-wrapper.js';
+import { loadPublicKey, type LoadedKey } from '../key-files.js';
+import { KEYS_ANNOTATION_PREFIX } from '../layer-options.js';
+import type { KeyScheme, LayerKeyWrapper, RecipientContext, RecipientSummary } from './key-scheme.js';
+import type { Keyring } from './keyring.js';
 
 /**
  * The `jwe` scheme, written exactly as go-jose writes it for ocicrypt: A256GCM content encryption, RSA-OAEP for
@@ -53,44 +55,62 @@ async function joseKey(k: LoadedKey): Promise<jose.JWK.Key> {
   return (await loadJose()).JWK.asKey(k.key.export({ format: 'jwk' }) as object);
 }
 
-export class JweKeyWrapper implements KeyWrapper {
-  readonly scheme = 'jwe';
-  readonly annotation = 'org.opencontainers.image.enc.keys.jwe';
+/** Wraps once for all recipients: one item, as ocicrypt's jwe wrapper writes it. */
+async function wrapForAll(privateOptions: Buffer, recipients: readonly LoadedKey[]): Promise<Buffer> {
+  const keys = await Promise.all(
+    recipients.map(async (r) => {
+      const header: Record<string, string> = { alg: wrapAlgorithm(r) };
+      if (r.kid !== undefined) header.kid = r.kid;
+      return { key: await joseKey(r), header, reference: false as const };
+    }),
+  );
+  const createEncrypt = (await loadJose()).JWE.createEncrypt as unknown as CreateEncrypt;
+  let jwe: object;
+  if (keys.length === 1) {
+    const only = keys[0]!;
+    jwe = await createEncrypt({ format: 'flattened', contentAlg: 'A256GCM', fields: only.header }, { key: only.key, reference: false })
+      .update(privateOptions)
+      .final();
+  } else {
+    jwe = await createEncrypt({ format: 'general', contentAlg: 'A256GCM', protect: ['enc'] }, keys).update(privateOptions).final();
+  }
+  return Buffer.from(JSON.stringify(jwe), 'utf8');
+}
 
-  async wrap(privateOptions: Buffer, recipients: readonly LoadedKey[]): Promise<Buffer> {
-    if (recipients.length === 0) throw new Error('JweKeyWrapper.wrap needs at least one recipient');
-    const keys = await Promise.all(
-      recipients.map(async (r) => {
-        const header: Record<string, string> = { alg: wrapAlgorithm(r) };
-        if (r.kid !== undefined) header.kid = r.kid;
-        return { key: await joseKey(r), header, reference: false as const };
-      }),
-    );
-    const createEncrypt = (await loadJose()).JWE.createEncrypt as unknown as CreateEncrypt;
-    let jwe: object;
-    if (keys.length === 1) {
-      const only = keys[0]!;
-      jwe = await createEncrypt({ format: 'flattened', contentAlg: 'A256GCM', fields: only.header }, { key: only.key, reference: false })
-        .update(privateOptions)
-        .final();
-    } else {
-      jwe = await createEncrypt({ format: 'general', contentAlg: 'A256GCM', protect: ['enc'] }, keys).update(privateOptions).final();
+/** Tries every private key on one item; undefined when none of them is a recipient. */
+async function unwrapItem(item: Buffer, keys: readonly LoadedKey[]): Promise<Buffer | undefined> {
+  const input = parseJwe(item);
+  for (const k of keys) {
+    if (k.key.type !== 'private') continue;
+    const jose = await loadJose();
+    try {
+      const key = await joseKey(k);
+      const result = await jose.JWE.createDecrypt(key, { algorithms: [...KEY_ALGORITHMS, ...CONTENT_ALGORITHMS] }).decrypt(input as never);
+      return Buffer.from(result.payload);
+    } catch {
+      // not a recipient, or not this key's algorithm: try the next key
     }
-    return Buffer.from(JSON.stringify(jwe), 'utf8');
+  }
+  return undefined;
+}
+
+export const JWE_SCHEME = 'jwe';
+
+class JweScheme implements KeyScheme {
+  readonly name = JWE_SCHEME;
+  readonly annotation = `${KEYS_ANNOTATION_PREFIX}${JWE_SCHEME}`;
+  readonly recipientPrefixes = [JWE_SCHEME];
+  readonly recipientUsage = 'jwe:PUBLIC_KEY';
+  readonly unwrapHint = 'Give the private key of one of its recipients with --key.';
+
+  async recipients(values: readonly string[], _context: RecipientContext): Promise<LayerKeyWrapper> {
+    return jweRecipients(await Promise.all(values.map((v) => loadPublicKey(v))));
   }
 
-  async unwrap(item: Buffer, keys: readonly LoadedKey[]): Promise<Buffer | undefined> {
-    const input = parseJwe(item);
-    for (const k of keys) {
-      if (k.key.type !== 'private') continue;
-      const jose = await loadJose();
-      try {
-        const key = await joseKey(k);
-        const result = await jose.JWE.createDecrypt(key, { algorithms: [...KEY_ALGORITHMS, ...CONTENT_ALGORITHMS] }).decrypt(input as never);
-        return Buffer.from(result.payload);
-      } catch {
-        // not a recipient, or not this key's algorithm: try the next key
-      }
+  async unwrap(items: readonly Buffer[], keyring: Keyring): Promise<Buffer | undefined> {
+    for (const item of items) {
+      const opts = await unwrapItem(item, keyring.privateKeys);
+      if (opts !== undefined) return opts;
     }
     return undefined;
   }
@@ -102,6 +122,16 @@ export class JweKeyWrapper implements KeyWrapper {
     const recipients = Array.isArray(jwe.recipients) ? (jwe.recipients as unknown[]) : [{ header: jwe.header }];
     return recipients.map((r) => summary({ ...shared, ...asRecord(asRecord(r).header) }));
   }
+}
+
+/** The `jwe` scheme: wraps for public keys, unwraps with private key files. */
+export const jweScheme: KeyScheme = new JweScheme();
+
+/** Public keys already loaded, as jwe recipients: one item per layer wraps for all of them. */
+export function jweRecipients(keys: readonly LoadedKey[]): LayerKeyWrapper {
+  // Checked now, so an unusable key fails before the first layer is read, not after.
+  keys.forEach(wrapAlgorithm);
+  return { scheme: jweScheme, count: keys.length, wrap: async (privateOptions) => [await wrapForAll(privateOptions, keys)] };
 }
 
 function asRecord(v: unknown): Record<string, unknown> {
