@@ -36,7 +36,7 @@ say "building imagegate and its production dependencies"
 app="$work/app"
 mkdir -p "$app"
 cp -r "$repo/package.json" "$repo/package-lock.json" "$repo/tsconfig.json" "$repo/tsconfig.build.json" "$repo/src" "$repo/cli" "$repo/webhook" "$app/"
-(cd "$app" && npm ci --no-audit --no-fund --ignore-scripts >&2 && npx tsc -p tsconfig.build.json >&2 && npm prune --omit=dev --no-audit --no-fund >&2)
+(cd "$app" && npm ci --no-audit --no-fund --ignore-scripts >&2 && npm run build >&2 && npm prune --omit=dev --no-audit --no-fund >&2)
 
 # An empty image, unpacked into a bundle whose rootfs we fill.
 say "assembling the image in $layout:$tag"

@@ -1,70 +1,40 @@
 import type { ServiceDefinition, handleUnaryCall } from '@grpc/grpc-js';
+import { fileURLToPath } from 'node:url';
 import { ImagegateError, isImagegateError } from '../errors.js';
 import { parseKeyProviderListenAddress } from './listen-address.js';
 import { bindRestrictedSocket } from './socket-access.js';
 import { clearStaleSocket } from './stale-socket.js';
 
+/** keyprovider.proto sits next to this module, in src/ and (copied by `npm run build`) in dist/. */
+const KEY_PROVIDER_PROTO = fileURLToPath(new URL('./keyprovider.proto', import.meta.url));
+
+/** Field names exactly as the .proto spells them (ocicrypt's capitals), not camelCased. */
+const PROTO_LOADER_OPTIONS = { keepCase: true, defaults: true } as const;
+
+/** A call's request and answer: field 1 holds the same JSON bytes the command transport uses (protocol.ts). */
+interface KeyProviderRequest {
+  KeyProviderKeyWrapProtocolInput: Buffer;
+}
+interface KeyProviderResponse {
+  KeyProviderKeyWrapProtocolOutput: Buffer;
+}
+
 /**
- * ocicrypt's gRPC transport for key providers (utils/keyprovider/keyprovider.proto): service
- * `keyprovider.KeyProviderService` with `WrapKey` and `UnWrapKey` (capital W), each taking and returning a message
- * whose field 1 is the same JSON bytes the command transport uses. The messages are one bytes field, so they are
- * encoded here rather than with a protobuf code generator.
+ * ocicrypt's gRPC transport for key providers, as declared in keyprovider.proto: service
+ * `keyprovider.KeyProviderService` with `WrapKey` and `UnWrapKey` (capital W): the definition a server adds and a
+ * client is built from. The protobuf loader is imported here, not at start-up, for the same reason as gRPC itself.
  */
-export function encodeBytesMessage(payload: Buffer): Buffer {
-  if (payload.length === 0) return Buffer.alloc(0);
-  return Buffer.concat([Buffer.from([0x0a]), varint(payload.length), payload]);
-}
-
-export function decodeBytesMessage(message: Buffer): Buffer {
-  let pos = 0;
-  let found: Buffer = Buffer.alloc(0);
-  while (pos < message.length) {
-    const [tag, afterTag] = readVarint(message, pos);
-    const field = tag >>> 3;
-    const wire = tag & 7;
-    pos = afterTag;
-    if (wire === 2) {
-      const [length, start] = readVarint(message, pos);
-      if (start + length > message.length) throw new ImagegateError('BAD_FORMAT', 'key-provider gRPC message is truncated');
-      if (field === 1) found = message.subarray(start, start + length);
-      pos = start + length;
-    } else if (wire === 0) {
-      pos = readVarint(message, pos)[1];
-    } else {
-      throw new ImagegateError('BAD_FORMAT', `key-provider gRPC message has a field of wire type ${wire}`);
-    }
+export async function loadKeyProviderService(): Promise<ServiceDefinition> {
+  const { load } = await import('@grpc/proto-loader');
+  let definition: Awaited<ReturnType<typeof load>>;
+  try {
+    definition = await load(KEY_PROVIDER_PROTO, PROTO_LOADER_OPTIONS);
+  } catch (e) {
+    // Only a build that skipped the copy step (a bare `tsc`) gets here.
+    throw new ImagegateError('IO', `cannot load the key provider's gRPC contract ${KEY_PROVIDER_PROTO} (${e instanceof Error ? e.message : String(e)}); npm run build copies it next to grpc.js`, { cause: e });
   }
-  return found;
+  return definition['keyprovider.KeyProviderService'] as ServiceDefinition;
 }
-
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-
-function readVarint(buf: Buffer, at: number): [number, number] {
-  let result = 0;
-  let shift = 1;
-  for (let pos = at; pos < buf.length && pos < at + 5; pos++) {
-    const b = buf[pos]!;
-    result += (b & 0x7f) * shift;
-    if ((b & 0x80) === 0) return [result, pos + 1];
-    shift *= 128;
-  }
-  throw new ImagegateError('BAD_FORMAT', 'key-provider gRPC message has a malformed length');
-}
-
-const passthrough = { serialize: (b: Buffer) => encodeBytesMessage(b), deserialize: (b: Buffer) => decodeBytesMessage(b) };
-
-const KEY_PROVIDER_SERVICE: ServiceDefinition = {
-  WrapKey: { path: '/keyprovider.KeyProviderService/WrapKey', requestStream: false, responseStream: false, requestSerialize: passthrough.serialize, requestDeserialize: passthrough.deserialize, responseSerialize: passthrough.serialize, responseDeserialize: passthrough.deserialize },
-  UnWrapKey: { path: '/keyprovider.KeyProviderService/UnWrapKey', requestStream: false, responseStream: false, requestSerialize: passthrough.serialize, requestDeserialize: passthrough.deserialize, responseSerialize: passthrough.serialize, responseDeserialize: passthrough.deserialize },
-};
 
 export interface GrpcServeOptions {
   /** GID that may connect to a Unix socket besides its owner (mode 0660 instead of 0600). */
@@ -87,14 +57,15 @@ export async function serveKeyProviderGrpc(
   }
   // Loaded here, not at start-up: gRPC costs several MiB that every other command would pay for nothing.
   const { Server, ServerCredentials, status } = await import('@grpc/grpc-js');
+  const service = await loadKeyProviderService();
   const server = new Server();
-  const handle: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
-    answer(call.request).then(
-      (res) => callback(null, res),
+  const handle: handleUnaryCall<KeyProviderRequest, KeyProviderResponse> = (call, callback) => {
+    answer(call.request.KeyProviderKeyWrapProtocolInput).then(
+      (res) => callback(null, { KeyProviderKeyWrapProtocolOutput: res }),
       (e: unknown) => callback({ code: isImagegateError(e) && e.code === 'AUTH' ? status.PERMISSION_DENIED : status.UNKNOWN, details: e instanceof Error ? e.message : String(e) }),
     );
   };
-  server.addService(KEY_PROVIDER_SERVICE, { WrapKey: handle, UnWrapKey: handle });
+  server.addService(service, { WrapKey: handle, UnWrapKey: handle });
   const bind = (): Promise<number> => new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
   let port: number;
   if (listen.kind === 'unix') {

@@ -12,6 +12,11 @@ export interface TransitKey {
 export const DEFAULT_TRANSIT_MOUNT = 'transit';
 // Vault paths are not URL-encoded by node-vault; keep names to characters that need no encoding.
 const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Whether `segment` may be one segment of a Vault path (a mount, a key or role name) as imagegate writes paths. */
+export function isVaultPathSegment(segment: string): boolean {
+  return PATH_SEGMENT.test(segment);
+}
 const LONG_FORM = /^(.+)\/keys\/([^/]+)$/;
 
 /**
@@ -30,7 +35,7 @@ export function readTransitKey(text: string): TransitKey | undefined {
     name = parts.pop() ?? '';
     mount = parts.length > 0 ? parts.join('/') : DEFAULT_TRANSIT_MOUNT;
   }
-  if (!PATH_SEGMENT.test(name) || !mount.split('/').every((p) => PATH_SEGMENT.test(p))) return undefined;
+  if (!isVaultPathSegment(name) || !mount.split('/').every(isVaultPathSegment)) return undefined;
   return { mount, name };
 }
 

@@ -46,5 +46,7 @@ describe.skipIf(!umoci || !chroot || !isRoot)('imagegate runtime image (scripts/
     expect(packages).toContain('undici');
     expect(packages).not.toContain('vitest');
     expect(packages).not.toContain('typescript');
+    // The gRPC key provider loads ocicrypt's contract from beside its compiled module (npm run build copies it).
+    expect((await run('ls', [path.join(rootfs, 'opt/imagegate/dist/src/keyprovider')])).stdout).toContain('keyprovider.proto');
   });
 });

@@ -8,15 +8,14 @@
  * login, or a layer key. (The key provider's stdout is the protocol's answer, which carries the layer key by design
  * to the runtime; it is checked for everything else.)
  */
-import { Client, credentials } from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bindingContext } from '../../src/crypto/schemes/vault-item.js';
-import { decodeBytesMessage, encodeBytesMessage } from '../../src/keyprovider/grpc.js';
 import { buildOciLayout, randomLayerFiles, readManifestFor, type BuiltLayout } from '../support/image-builder.js';
 import { CLI, imagegate } from '../support/imagegate.js';
+import { callKeyProviderJson } from '../support/keyprovider-grpc-client.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { clusterIssuer, serviceAccountJwtRole, serviceAccountToken } from '../support/service-accounts.js';
 import { startRegistry, type RegistryServer } from '../support/registry-server.js';
@@ -203,15 +202,8 @@ describe.skipIf(!ready)('no secret in any output, whatever debug setting is on (
             reject(new Error(`keyprovider --grpc exited with ${code}: ${stderr.slice(-2000)}`));
           });
         });
-        const client = new Client(address, credentials.createInsecure());
-        try {
-          const answer = await new Promise<Buffer>((resolve, reject) =>
-            client.makeUnaryRequest('/keyprovider.KeyProviderService/UnWrapKey', encodeBytesMessage, decodeBytesMessage, unwrapRequest, (e, r) => (e ? reject(e) : resolve(r!))),
-          );
-          expect((JSON.parse(answer.toString()) as { keyunwrapresults: { optsdata: string } }).keyunwrapresults.optsdata).toBe(secrets['layer key options of layer 0']);
-        } finally {
-          client.close();
-        }
+        const answer = await callKeyProviderJson(address, 'UnWrapKey', unwrapRequest);
+        expect((JSON.parse(answer) as { keyunwrapresults: { optsdata: string } }).keyunwrapresults.optsdata).toBe(secrets['layer key options of layer 0']);
       } finally {
         server.kill('SIGTERM');
         await exited;

@@ -34,110 +34,147 @@ export interface SetupPlan {
 const WRAPPING_KEY_TYPES = ['aes256-gcm96', 'aes128-gcm96', 'chacha20-poly1305'];
 
 export async function planSetup(session: VaultSession, items: SetupItem[]): Promise<SetupPlan> {
-  const mounts = await mountTable(session, 'sys/mounts', 'list secrets engines');
-  const auths = await mountTable(session, 'sys/auth', 'list auth methods');
-  const problems: Array<{ code: 'BAD_KEY' | 'USAGE'; message: string }> = [];
-  const creating = new Set<string>();
+  const vault: VaultState = {
+    mounts: await mountTable(session, 'sys/mounts', 'list secrets engines'),
+    auths: await mountTable(session, 'sys/auth', 'list auth methods'),
+    creating: new Set<string>(),
+  };
+  const problems: PlanProblem[] = [];
   const entries: PlanEntry[] = [];
-
   for (const item of items) {
-    switch (item.kind) {
-      case 'secrets-mount':
-      case 'auth-mount': {
-        const table = item.kind === 'secrets-mount' ? mounts : auths;
-        const where = item.kind === 'secrets-mount' ? `sys/mounts/${item.path}` : `sys/auth/${item.path}`;
-        const label = `${item.kind === 'secrets-mount' ? 'secrets engine' : 'auth method'} ${item.path}/`;
-        const have = table.get(item.path);
-        if (have === undefined) {
-          creating.add(item.path);
-          entries.push({ label, action: 'create', detail: `enable ${item.type}`, writes: [{ path: where, body: { type: item.type, description: item.description } }] });
-        } else if (have !== item.type) {
-          problems.push({ code: 'USAGE', message: `${item.path}/ is already a ${have} ${item.kind === 'secrets-mount' ? 'secrets engine' : 'auth method'}, not ${item.type}; choose another mount path in the setup document` });
-        } else {
-          entries.push({ label, action: 'unchanged', detail: `${item.type} is enabled`, writes: [] });
-        }
-        break;
-      }
-      case 'transit-key': {
-        const path = `${item.mount}/keys/${item.name}`;
-        const label = `transit key ${path}`;
-        const rotate = item.autoRotatePeriod !== undefined ? { auto_rotate_period: item.autoRotatePeriod } : {};
-        const current = creating.has(item.mount) ? undefined : await session.readIfPresent<{ data?: Record<string, unknown> }>(path, `read Transit key ${path}`);
-        if (current?.data === undefined) {
-          const rotation = item.autoRotatePeriod ? `, auto-rotate every ${formatSeconds(item.autoRotatePeriod)}` : '';
-          entries.push({
-            label,
-            action: 'create',
-            detail: `aes256-gcm96, derived, not exportable, deletion not allowed${rotation}`,
-            writes: [{ path, body: { type: 'aes256-gcm96', derived: true, exportable: false, allow_plaintext_backup: false, ...rotate } }],
-          });
-          break;
-        }
-        const d = current.data;
-        const type = String(d.type ?? '');
-        if (d.derived !== true) {
-          problems.push({
-            code: 'BAD_KEY',
-            message:
-              `${path} exists but is not derived; imagegate binds every wrapped layer key to its repository through a derived key's context, ` +
-              'and derivation is fixed when a key is created. Create a new key (a new name in transit.keys; setup creates it derived), ' +
-              're-encrypt the images wrapped with the old one, then delete it',
-          });
-        }
-        if (!WRAPPING_KEY_TYPES.includes(type)) problems.push({ code: 'BAD_KEY', message: `${path} is a ${type} key; wrapping layer keys needs ${WRAPPING_KEY_TYPES.join(', ')}; create a new key` });
-        if (d.exportable === true || d.allow_plaintext_backup === true) {
-          problems.push({ code: 'BAD_KEY', message: `${path} is exportable or allows plaintext backups, which Vault can never turn off; its key material can leave Vault. Create a new key and re-encrypt` });
-        }
-        const config: Record<string, unknown> = {};
-        const why: string[] = [];
-        if (d.deletion_allowed === true) {
-          config.deletion_allowed = false;
-          why.push('deletion_allowed true → false');
-        }
-        if (item.autoRotatePeriod !== undefined && Number(d.auto_rotate_period ?? 0) !== item.autoRotatePeriod) {
-          config.auto_rotate_period = item.autoRotatePeriod;
-          why.push(`auto_rotate_period ${formatSeconds(Number(d.auto_rotate_period ?? 0))} → ${formatSeconds(item.autoRotatePeriod)}`);
-        }
-        entries.push(
-          why.length > 0
-            ? { label, action: 'update', detail: why.join('; '), writes: [{ path: `${path}/config`, body: config }] }
-            : { label, action: 'unchanged', detail: `${type}, derived, version ${String(d.latest_version ?? '?')}`, writes: [] },
-        );
-        break;
-      }
-      case 'policy': {
-        const path = `sys/policies/acl/${item.name}`;
-        const label = `policy ${item.name}`;
-        const current = await session.readIfPresent<{ data?: { policy?: unknown } }>(path, `read policy ${item.name}`);
-        const text = current?.data?.policy;
-        const write = [{ path, body: { policy: item.hcl } }];
-        if (typeof text !== 'string') entries.push({ label, action: 'create', detail: policySummary(item.hcl), writes: write });
-        else if (text !== item.hcl) entries.push({ label, action: 'update', detail: `text differs; now ${policySummary(item.hcl)}`, writes: write });
-        else entries.push({ label, action: 'unchanged', detail: policySummary(item.hcl), writes: [] });
-        break;
-      }
-      case 'auth-config':
-      case 'role': {
-        const mount = /^auth\/(.+)\/(?:config|role\/[^/]+)$/.exec(item.path)![1]!;
-        const label = `${item.kind === 'role' ? 'role' : 'auth config'} ${item.path}`;
-        const current = creating.has(mount) ? undefined : await session.readIfPresent<{ data?: Record<string, unknown> }>(item.path, `read ${item.path}`);
-        const write = [{ path: item.path, body: item.body }];
-        if (current?.data === undefined) {
-          entries.push({ label, action: 'create', detail: item.summary, writes: write });
-          break;
-        }
-        const changed = Object.entries(item.body)
-          .filter(([field, want]) => !sameValue(want, current.data![field]))
-          .map(([field, want]) => describeChange(field, want, current.data![field]));
-        entries.push(changed.length > 0 ? { label, action: 'update', detail: changed.join('; '), writes: write } : { label, action: 'unchanged', detail: item.summary, writes: [] });
-        break;
-      }
-    }
+    const planned = await planItem(session, vault, item);
+    if ('problems' in planned) problems.push(...planned.problems);
+    else entries.push(planned);
   }
   if (problems.length > 0) {
     throw new ImagegateError(problems.some((p) => p.code === 'BAD_KEY') ? 'BAD_KEY' : 'USAGE', `vault setup: nothing was changed, because ${problems.map((p) => p.message).join('; and ')}`);
   }
   return { entries };
+}
+
+/** Something on the server the plan must not paper over; any one of them stops the whole run before a write. */
+interface PlanProblem {
+  code: 'BAD_KEY' | 'USAGE';
+  message: string;
+}
+
+/** An item's entry in the plan, or why it cannot have one. */
+type ItemPlan = PlanEntry | { problems: PlanProblem[] };
+
+/** What the plan knows of the server: its secrets engines and auth methods (path → type), and the mounts it creates. */
+interface VaultState {
+  mounts: Map<string, string>;
+  auths: Map<string, string>;
+  /** Mounts this plan enables: nothing under them exists yet, so nothing is read there. */
+  creating: Set<string>;
+}
+
+type ItemOf<K extends SetupItem['kind']> = Extract<SetupItem, { kind: K }>;
+
+async function planItem(session: VaultSession, vault: VaultState, item: SetupItem): Promise<ItemPlan> {
+  switch (item.kind) {
+    case 'secrets-mount':
+    case 'auth-mount':
+      return planMount(vault, item);
+    case 'transit-key':
+      return planTransitKey(session, vault, item);
+    case 'policy':
+      return planPolicy(session, item);
+    case 'auth-config':
+    case 'role':
+      return planAuthItem(session, vault, item);
+  }
+}
+
+function planMount(vault: VaultState, item: ItemOf<'secrets-mount' | 'auth-mount'>): ItemPlan {
+  const table = item.kind === 'secrets-mount' ? vault.mounts : vault.auths;
+  const where = item.kind === 'secrets-mount' ? `sys/mounts/${item.path}` : `sys/auth/${item.path}`;
+  const label = `${item.kind === 'secrets-mount' ? 'secrets engine' : 'auth method'} ${item.path}/`;
+  const have = table.get(item.path);
+  if (have === undefined) {
+    vault.creating.add(item.path);
+    return { label, action: 'create', detail: `enable ${item.type}`, writes: [{ path: where, body: { type: item.type, description: item.description } }] };
+  }
+  if (have !== item.type) {
+    return { problems: [{ code: 'USAGE', message: `${item.path}/ is already a ${have} ${item.kind === 'secrets-mount' ? 'secrets engine' : 'auth method'}, not ${item.type}; choose another mount path in the setup document` }] };
+  }
+  return { label, action: 'unchanged', detail: `${item.type} is enabled`, writes: [] };
+}
+
+async function planTransitKey(session: VaultSession, vault: VaultState, item: ItemOf<'transit-key'>): Promise<ItemPlan> {
+  const path = `${item.mount}/keys/${item.name}`;
+  const label = `transit key ${path}`;
+  const current = vault.creating.has(item.mount) ? undefined : await session.readIfPresent<{ data?: Record<string, unknown> }>(path, `read Transit key ${path}`);
+  if (current?.data === undefined) {
+    const rotate = item.autoRotatePeriod !== undefined ? { auto_rotate_period: item.autoRotatePeriod } : {};
+    const rotation = item.autoRotatePeriod ? `, auto-rotate every ${formatSeconds(item.autoRotatePeriod)}` : '';
+    return {
+      label,
+      action: 'create',
+      detail: `aes256-gcm96, derived, not exportable, deletion not allowed${rotation}`,
+      writes: [{ path, body: { type: 'aes256-gcm96', derived: true, exportable: false, allow_plaintext_backup: false, ...rotate } }],
+    };
+  }
+  const d = current.data;
+  const problems = transitKeyProblems(path, d);
+  if (problems.length > 0) return { problems };
+  const config: Record<string, unknown> = {};
+  const why: string[] = [];
+  if (d.deletion_allowed === true) {
+    config.deletion_allowed = false;
+    why.push('deletion_allowed true → false');
+  }
+  if (item.autoRotatePeriod !== undefined && Number(d.auto_rotate_period ?? 0) !== item.autoRotatePeriod) {
+    config.auto_rotate_period = item.autoRotatePeriod;
+    why.push(`auto_rotate_period ${formatSeconds(Number(d.auto_rotate_period ?? 0))} → ${formatSeconds(item.autoRotatePeriod)}`);
+  }
+  return why.length > 0
+    ? { label, action: 'update', detail: why.join('; '), writes: [{ path: `${path}/config`, body: config }] }
+    : { label, action: 'unchanged', detail: `${String(d.type ?? '')}, derived, version ${String(d.latest_version ?? '?')}`, writes: [] };
+}
+
+/** What makes an existing Transit key unfit to wrap layer keys, none of which Vault lets a key change later. */
+function transitKeyProblems(path: string, d: Record<string, unknown>): PlanProblem[] {
+  const problems: PlanProblem[] = [];
+  const type = String(d.type ?? '');
+  if (d.derived !== true) {
+    problems.push({
+      code: 'BAD_KEY',
+      message:
+        `${path} exists but is not derived; imagegate binds every wrapped layer key to its repository through a derived key's context, ` +
+        'and derivation is fixed when a key is created. Create a new key (a new name in transit.keys; setup creates it derived), ' +
+        're-encrypt the images wrapped with the old one, then delete it',
+    });
+  }
+  if (!WRAPPING_KEY_TYPES.includes(type)) problems.push({ code: 'BAD_KEY', message: `${path} is a ${type} key; wrapping layer keys needs ${WRAPPING_KEY_TYPES.join(', ')}; create a new key` });
+  if (d.exportable === true || d.allow_plaintext_backup === true) {
+    problems.push({ code: 'BAD_KEY', message: `${path} is exportable or allows plaintext backups, which Vault can never turn off; its key material can leave Vault. Create a new key and re-encrypt` });
+  }
+  return problems;
+}
+
+async function planPolicy(session: VaultSession, item: ItemOf<'policy'>): Promise<ItemPlan> {
+  const path = `sys/policies/acl/${item.name}`;
+  const label = `policy ${item.name}`;
+  const current = await session.readIfPresent<{ data?: { policy?: unknown } }>(path, `read policy ${item.name}`);
+  const text = current?.data?.policy;
+  const write = [{ path, body: { policy: item.hcl } }];
+  if (typeof text !== 'string') return { label, action: 'create', detail: policySummary(item.hcl), writes: write };
+  if (text !== item.hcl) return { label, action: 'update', detail: `text differs; now ${policySummary(item.hcl)}`, writes: write };
+  return { label, action: 'unchanged', detail: policySummary(item.hcl), writes: [] };
+}
+
+/** An auth method's config or role: compared field by field with what Vault returns, for the fields the document sets. */
+async function planAuthItem(session: VaultSession, vault: VaultState, item: ItemOf<'auth-config' | 'role'>): Promise<ItemPlan> {
+  const mount = /^auth\/(.+)\/(?:config|role\/[^/]+)$/.exec(item.path)![1]!;
+  const label = `${item.kind === 'role' ? 'role' : 'auth config'} ${item.path}`;
+  const current = vault.creating.has(mount) ? undefined : await session.readIfPresent<{ data?: Record<string, unknown> }>(item.path, `read ${item.path}`);
+  const write = [{ path: item.path, body: item.body }];
+  if (current?.data === undefined) return { label, action: 'create', detail: item.summary, writes: write };
+  const changed = Object.entries(item.body)
+    .filter(([field, want]) => !sameValue(want, current.data![field]))
+    .map(([field, want]) => describeChange(field, want, current.data![field]));
+  return changed.length > 0 ? { label, action: 'update', detail: changed.join('; '), writes: write } : { label, action: 'unchanged', detail: item.summary, writes: [] };
 }
 
 /**

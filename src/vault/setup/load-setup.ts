@@ -4,6 +4,7 @@ import { parse } from 'yaml';
 import { ImagegateError, systemErrorCode } from '../../errors.js';
 import { absent, knownFields, present, yamlSyntaxError } from '../../image/strict-document.js';
 import { JsonReader, quote } from '../../image/validate.js';
+import { isVaultPathSegment } from '../transit-key.js';
 import {
   VAULT_SETUP_API_VERSIONS,
   VAULT_SETUP_KIND,
@@ -35,8 +36,6 @@ import {
 export const MAX_SETUP_BYTES = 1024 * 1024;
 export const GITHUB_ACTIONS_ISSUER = 'https://token.actions.githubusercontent.com';
 
-// The characters Vault path segments may use unencoded (node-vault does not encode paths).
-const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 // Kubernetes names: namespaces and service accounts (RFC 1123 subdomain, as ServiceAccount names allow).
 const K8S_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
@@ -75,6 +74,31 @@ export async function loadVaultSetupFile(file: string): Promise<VaultSetup> {
 }
 
 function readSetup(root: JsonReader): VaultSetup {
+  const apiVersion = readDocumentHeader(root);
+  const transit = readTransit(present(root.field('transit'), 'says which Transit mount and keys imagegate uses'));
+  const context: SectionContext = { keyList: transitKeyList(transit.keys.map((k) => k.name)), claimMount: authMountClaims() };
+  const setup: VaultSetup = { apiVersion, kind: VAULT_SETUP_KIND, transit };
+  const ci = root.field('ci');
+  if (!absent(ci)) setup.ci = readCi(ci, context);
+  const workloads = root.field('workloads');
+  if (!absent(workloads)) setup.workloads = readWorkloads(workloads, context);
+  const nodes = root.field('nodes');
+  if (!absent(nodes)) setup.nodes = readNodes(nodes, context);
+  const operators = root.field('operators');
+  if (!absent(operators)) setup.operators = readOperators(operators, context);
+  return setup;
+}
+
+/** What the sections after `transit` share: the Transit keys they may name, and the auth mounts taken so far. */
+interface SectionContext {
+  /** The Transit keys `r` lists, each from $.transit.keys; when `r` is absent, every key if `allWhenAbsent`. */
+  keyList: (r: JsonReader, allWhenAbsent: boolean) => string[];
+  /** Records that `r` uses auth `mount`; one mount backs one issuer or method, so a second user is an error. */
+  claimMount: (r: JsonReader, mount: string) => void;
+}
+
+/** `apiVersion`, `kind`, the retired `webhook` section and the top-level field names; returns the apiVersion. */
+function readDocumentHeader(root: JsonReader): VaultSetup['apiVersion'] {
   root.object();
   const apiVersion = present(root.field('apiVersion'), `must be ${VAULT_SETUP_API_VERSIONS.join(' or ')}`).string();
   if (!(VAULT_SETUP_API_VERSIONS as readonly string[]).includes(apiVersion)) {
@@ -92,13 +116,15 @@ function readSetup(root: JsonReader): VaultSetup {
     );
   }
   knownFields(root, ['apiVersion', 'kind', 'transit', 'ci', 'workloads', 'nodes', 'operators']);
+  return apiVersion as VaultSetup['apiVersion'];
+}
 
-  const transitReader = present(root.field('transit'), 'says which Transit mount and keys imagegate uses');
-  knownFields(transitReader, ['mount', 'keys']);
-  const transitMount = mountPath(transitReader.field('mount'), 'transit');
+function readTransit(transit: JsonReader): VaultSetup['transit'] {
+  knownFields(transit, ['mount', 'keys']);
+  const mount = mountPath(transit.field('mount'), 'transit');
   const keys: TransitKeySpec[] = [];
   const keyNames = new Set<string>();
-  const keysReader = present(transitReader.field('keys'), 'must list the Transit keys, e.g. [{name: shop-layers}]');
+  const keysReader = present(transit.field('keys'), 'must list the Transit keys, e.g. [{name: shop-layers}]');
   if (keysReader.array().length === 0) keysReader.fail('must list at least one Transit key');
   for (const k of keysReader.array()) {
     knownFields(k, ['name', 'autoRotatePeriod']);
@@ -110,120 +136,128 @@ function readSetup(root: JsonReader): VaultSetup {
     if (autoRotatePeriod !== undefined && autoRotatePeriod !== 0 && autoRotatePeriod < 3600) period.fail(`must be 0 (off) or at least 1h, as Transit requires; got ${quote(period.value)}`);
     keys.push({ name, ...(autoRotatePeriod !== undefined ? { autoRotatePeriod } : {}) });
   }
-  const keyList = (r: JsonReader, all: boolean): string[] => {
+  return { mount, keys };
+}
+
+function transitKeyList(keyNames: string[]): SectionContext['keyList'] {
+  const known = new Set(keyNames);
+  return (r, allWhenAbsent) => {
     if (absent(r)) {
-      if (all) return [...keyNames];
+      if (allWhenAbsent) return [...known];
       r.fail('must list the Transit keys (names from $.transit.keys)');
     }
     const names = r.array().map((item) => {
       const name = item.string();
-      if (!keyNames.has(name)) item.fail(`names key ${quote(name)}, which is not in $.transit.keys (${[...keyNames].join(', ')})`);
+      if (!known.has(name)) item.fail(`names key ${quote(name)}, which is not in $.transit.keys (${[...known].join(', ')})`);
       return name;
     });
     if (names.length === 0) r.fail('must list at least one Transit key');
     return [...new Set(names)];
   };
+}
 
-  const setup: VaultSetup = { apiVersion: apiVersion as VaultSetup['apiVersion'], kind: VAULT_SETUP_KIND, transit: { mount: transitMount, keys } };
+function authMountClaims(): SectionContext['claimMount'] {
   const authMounts = new Map<string, string>();
-  const claimMount = (r: JsonReader, mount: string): void => {
+  return (r, mount) => {
     const earlier = authMounts.get(mount);
     if (earlier !== undefined) r.fail(`uses auth mount ${quote(mount)}, which ${earlier} uses already; one mount backs one issuer or method`);
     authMounts.set(mount, r.path);
   };
+}
 
-  const ciReader = root.field('ci');
-  if (!absent(ciReader)) {
-    knownFields(ciReader, ['github', 'gitlab', 'tokenTtl', 'tokenMaxTtl', 'roles']);
-    const gh = ciReader.field('github');
-    const gl = ciReader.field('gitlab');
-    const github = absent(gh) ? undefined : jwtMount(gh, { mount: 'jwt-github', issuer: GITHUB_ACTIONS_ISSUER, issuerField: 'issuer' });
-    const gitlab = absent(gl) ? undefined : jwtMount(gl, { mount: 'jwt-gitlab', issuerField: 'url' });
-    if (github !== undefined) claimMount(gh.field('mount'), github.mount);
-    if (gitlab !== undefined) claimMount(gl.field('mount'), gitlab.mount);
-    const roles: CiRole[] = [];
-    const names = new Set<string>();
-    for (const r of present(ciReader.field('roles'), 'lists the CI pipelines that may wrap layer keys').array()) {
-      knownFields(r, ['name', 'keys', 'github', 'gitlab']);
-      const name = uniqueName(r.field('name'), names);
-      const roleKeys = keyList(r.field('keys'), false);
-      const hasGh = !absent(r.field('github'));
-      const hasGl = !absent(r.field('gitlab'));
-      if (hasGh === hasGl) r.fail('needs exactly one of github or gitlab');
-      if (hasGh && github === undefined) r.field('github').fail('needs $.ci.github (the GitHub Actions auth mount)');
-      if (hasGl && gitlab === undefined) r.field('gitlab').fail('needs $.ci.gitlab (the GitLab auth mount)');
-      roles.push({ name, keys: roleKeys, provider: hasGh ? { github: githubBinding(r.field('github')) } : { gitlab: gitlabBinding(r.field('gitlab')) } });
-    }
-    setup.ci = { ...(github !== undefined ? { github } : {}), ...(gitlab !== undefined ? { gitlab } : {}), token: lifetime(ciReader, 600, (ttl) => ttl), roles };
-  }
+function readCi(ci: JsonReader, context: SectionContext): NonNullable<VaultSetup['ci']> {
+  knownFields(ci, ['github', 'gitlab', 'tokenTtl', 'tokenMaxTtl', 'roles']);
+  const gh = ci.field('github');
+  const gl = ci.field('gitlab');
+  const github = absent(gh) ? undefined : jwtMount(gh, { mount: 'jwt-github', issuer: GITHUB_ACTIONS_ISSUER, issuerField: 'issuer' });
+  const gitlab = absent(gl) ? undefined : jwtMount(gl, { mount: 'jwt-gitlab', issuerField: 'url' });
+  if (github !== undefined) context.claimMount(gh.field('mount'), github.mount);
+  if (gitlab !== undefined) context.claimMount(gl.field('mount'), gitlab.mount);
+  const names = new Set<string>();
+  const roles = present(ci.field('roles'), 'lists the CI pipelines that may wrap layer keys')
+    .array()
+    .map((r) => readCiRole(r, names, context, { github: github !== undefined, gitlab: gitlab !== undefined }));
+  return { ...(github !== undefined ? { github } : {}), ...(gitlab !== undefined ? { gitlab } : {}), token: lifetime(ci, 600, (ttl) => ttl), roles };
+}
 
-  const wlReader = root.field('workloads');
-  let workloadAudience = 'vault';
-  if (!absent(wlReader)) {
-    knownFields(wlReader, ['kubernetes', 'jwt', 'audience', 'tokenTtl', 'tokenMaxTtl', 'roles']);
-    const k8s = wlReader.field('kubernetes');
-    const jw = wlReader.field('jwt');
-    if (absent(k8s) && absent(jw)) wlReader.fail('needs kubernetes (Kubernetes auth) or jwt (JWT auth with the cluster issuer), or both');
-    let kubernetes: NonNullable<VaultSetup['workloads']>['kubernetes'];
-    if (!absent(k8s)) {
-      knownFields(k8s, ['mount', 'host', 'caCert', 'caCertFromVaultPod', 'disableLocalCaJwt']);
-      const host = url(present(k8s.field('host'), 'is the API server Vault sends TokenReviews to, e.g. https://kubernetes.default.svc'));
-      const caCert = pem(k8s.field('caCert'), 'certificate');
-      const disable = k8s.field('disableLocalCaJwt');
-      if (!absent(disable) && typeof disable.value !== 'boolean') disable.fail(`must be true or false, got ${quote(disable.value)}`);
-      kubernetesCaSource(k8s, caCert !== undefined, disable.value === true);
-      kubernetes = { mount: mountPath(k8s.field('mount'), 'kubernetes'), host, ...(caCert !== undefined ? { caCert } : {}), disableLocalCaJwt: disable.value === true };
-      claimMount(k8s.field('mount'), kubernetes.mount);
-    }
-    const jwt = absent(jw) ? undefined : jwtMount(jw, { mount: 'jwt-kubernetes', issuerField: 'issuer' });
-    if (jwt !== undefined) claimMount(jw.field('mount'), jwt.mount);
-    const aud = wlReader.field('audience');
-    if (!absent(aud)) workloadAudience = nonEmpty(aud);
-    const roles: WorkloadRole[] = [];
-    const names = new Set<string>();
-    for (const r of present(wlReader.field('roles'), 'lists the workloads that may unwrap layer keys').array()) {
-      knownFields(r, ['name', 'namespaces', 'serviceAccounts', 'keys', 'audience']);
-      const name = uniqueName(r.field('name'), names);
-      const roleAudience = r.field('audience');
-      roles.push({
-        name,
-        namespaces: k8sNames(present(r.field('namespaces'), 'lists the namespaces of the service accounts')),
-        serviceAccounts: k8sNames(present(r.field('serviceAccounts'), 'lists the service-account names')),
-        keys: keyList(r.field('keys'), false),
-        audience: absent(roleAudience) ? workloadAudience : nonEmpty(roleAudience),
-      });
-    }
-    setup.workloads = { ...(kubernetes !== undefined ? { kubernetes } : {}), ...(jwt !== undefined ? { jwt } : {}), token: lifetime(wlReader, 600, (ttl) => ttl), roles };
-  }
+/** One CI role; `mounts` says which of $.ci.github and $.ci.gitlab the document declares. */
+function readCiRole(r: JsonReader, names: Set<string>, context: SectionContext, mounts: { github: boolean; gitlab: boolean }): CiRole {
+  knownFields(r, ['name', 'keys', 'github', 'gitlab']);
+  const name = uniqueName(r.field('name'), names);
+  const keys = context.keyList(r.field('keys'), false);
+  const hasGh = !absent(r.field('github'));
+  const hasGl = !absent(r.field('gitlab'));
+  if (hasGh === hasGl) r.fail('needs exactly one of github or gitlab');
+  if (hasGh && !mounts.github) r.field('github').fail('needs $.ci.github (the GitHub Actions auth mount)');
+  if (hasGl && !mounts.gitlab) r.field('gitlab').fail('needs $.ci.gitlab (the GitLab auth mount)');
+  return { name, keys, provider: hasGh ? { github: githubBinding(r.field('github')) } : { gitlab: gitlabBinding(r.field('gitlab')) } };
+}
 
-  const nodesReader = root.field('nodes');
-  if (!absent(nodesReader)) {
-    knownFields(nodesReader, ['mount', 'role', 'keys', 'tokenTtl', 'tokenMaxTtl', 'secretIdTtl', 'boundCidrs']);
-    const mount = mountPath(nodesReader.field('mount'), 'approle');
-    claimMount(nodesReader.field('mount'), mount);
-    const role = nodesReader.field('role');
-    const secretIdTtl = nodesReader.field('secretIdTtl');
-    const cidrs = nodesReader.field('boundCidrs');
-    setup.nodes = {
-      mount,
-      role: absent(role) ? 'imagegate-node' : segment(role),
-      keys: keyList(nodesReader.field('keys'), false),
-      token: lifetime(nodesReader, 600, (ttl) => Math.max(ttl, 3600)),
-      secretIdTtl: absent(secretIdTtl) ? 0 : duration(secretIdTtl),
-      boundCidrs: cidrs.optionalArray().map((c) => {
-        const s = c.string();
-        if (!CIDR.test(s)) c.fail(`must be a CIDR such as 10.0.0.0/8, got ${quote(s)}`);
-        return s;
-      }),
-    };
-  }
+function readWorkloads(workloads: JsonReader, context: SectionContext): NonNullable<VaultSetup['workloads']> {
+  knownFields(workloads, ['kubernetes', 'jwt', 'audience', 'tokenTtl', 'tokenMaxTtl', 'roles']);
+  const k8s = workloads.field('kubernetes');
+  const jw = workloads.field('jwt');
+  if (absent(k8s) && absent(jw)) workloads.fail('needs kubernetes (Kubernetes auth) or jwt (JWT auth with the cluster issuer), or both');
+  const kubernetes = absent(k8s) ? undefined : readKubernetesAuth(k8s);
+  if (kubernetes !== undefined) context.claimMount(k8s.field('mount'), kubernetes.mount);
+  const jwt = absent(jw) ? undefined : jwtMount(jw, { mount: 'jwt-kubernetes', issuerField: 'issuer' });
+  if (jwt !== undefined) context.claimMount(jw.field('mount'), jwt.mount);
+  const aud = workloads.field('audience');
+  const audience = absent(aud) ? 'vault' : nonEmpty(aud);
+  const names = new Set<string>();
+  const roles = present(workloads.field('roles'), 'lists the workloads that may unwrap layer keys')
+    .array()
+    .map((r) => readWorkloadRole(r, names, context, audience));
+  return { ...(kubernetes !== undefined ? { kubernetes } : {}), ...(jwt !== undefined ? { jwt } : {}), token: lifetime(workloads, 600, (ttl) => ttl), roles };
+}
 
-  const opReader = root.field('operators');
-  if (!absent(opReader)) {
-    knownFields(opReader, ['keys']);
-    setup.operators = { keys: keyList(opReader.field('keys'), true) };
-  }
-  return setup;
+function readKubernetesAuth(k8s: JsonReader): NonNullable<NonNullable<VaultSetup['workloads']>['kubernetes']> {
+  knownFields(k8s, ['mount', 'host', 'caCert', 'caCertFromVaultPod', 'disableLocalCaJwt']);
+  const host = url(present(k8s.field('host'), 'is the API server Vault sends TokenReviews to, e.g. https://kubernetes.default.svc'));
+  const caCert = pem(k8s.field('caCert'), 'certificate');
+  const disable = k8s.field('disableLocalCaJwt');
+  if (!absent(disable) && typeof disable.value !== 'boolean') disable.fail(`must be true or false, got ${quote(disable.value)}`);
+  kubernetesCaSource(k8s, caCert !== undefined, disable.value === true);
+  return { mount: mountPath(k8s.field('mount'), 'kubernetes'), host, ...(caCert !== undefined ? { caCert } : {}), disableLocalCaJwt: disable.value === true };
+}
+
+/** One workload role; `audience` is the section's, which a role may override. */
+function readWorkloadRole(r: JsonReader, names: Set<string>, context: SectionContext, audience: string): WorkloadRole {
+  knownFields(r, ['name', 'namespaces', 'serviceAccounts', 'keys', 'audience']);
+  const name = uniqueName(r.field('name'), names);
+  const roleAudience = r.field('audience');
+  return {
+    name,
+    namespaces: k8sNames(present(r.field('namespaces'), 'lists the namespaces of the service accounts')),
+    serviceAccounts: k8sNames(present(r.field('serviceAccounts'), 'lists the service-account names')),
+    keys: context.keyList(r.field('keys'), false),
+    audience: absent(roleAudience) ? audience : nonEmpty(roleAudience),
+  };
+}
+
+function readNodes(nodes: JsonReader, context: SectionContext): NonNullable<VaultSetup['nodes']> {
+  knownFields(nodes, ['mount', 'role', 'keys', 'tokenTtl', 'tokenMaxTtl', 'secretIdTtl', 'boundCidrs']);
+  const mount = mountPath(nodes.field('mount'), 'approle');
+  context.claimMount(nodes.field('mount'), mount);
+  const role = nodes.field('role');
+  const secretIdTtl = nodes.field('secretIdTtl');
+  return {
+    mount,
+    role: absent(role) ? 'imagegate-node' : segment(role),
+    keys: context.keyList(nodes.field('keys'), false),
+    token: lifetime(nodes, 600, (ttl) => Math.max(ttl, 3600)),
+    secretIdTtl: absent(secretIdTtl) ? 0 : duration(secretIdTtl),
+    boundCidrs: nodes.field('boundCidrs').optionalArray().map((c) => {
+      const s = c.string();
+      if (!CIDR.test(s)) c.fail(`must be a CIDR such as 10.0.0.0/8, got ${quote(s)}`);
+      return s;
+    }),
+  };
+}
+
+function readOperators(operators: JsonReader, context: SectionContext): NonNullable<VaultSetup['operators']> {
+  knownFields(operators, ['keys']);
+  return { keys: context.keyList(operators.field('keys'), true) };
 }
 
 /**
@@ -343,13 +377,13 @@ function duration(r: JsonReader): number {
 function mountPath(r: JsonReader, fallback: string): string {
   if (absent(r)) return fallback;
   const text = r.string().replace(/\/+$/, '');
-  if (!text.split('/').every((p) => PATH_SEGMENT.test(p))) r.fail(`must be a mount path of letters, digits, ".", "_" and "-" segments, got ${quote(r.value)}`);
+  if (!text.split('/').every(isVaultPathSegment)) r.fail(`must be a mount path of letters, digits, ".", "_" and "-" segments, got ${quote(r.value)}`);
   return text;
 }
 
 function segment(r: JsonReader): string {
   const s = r.string();
-  if (!PATH_SEGMENT.test(s)) r.fail(`must be letters, digits, ".", "_" and "-", starting with a letter or digit, got ${quote(s)}`);
+  if (!isVaultPathSegment(s)) r.fail(`must be letters, digits, ".", "_" and "-", starting with a letter or digit, got ${quote(s)}`);
   return s;
 }
 

@@ -1,46 +1,82 @@
-import { Client, credentials } from '@grpc/grpc-js';
 import { lstat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeBytesMessage, encodeBytesMessage, serveKeyProviderGrpc } from '../../../src/keyprovider/grpc.js';
+import { loadKeyProviderService, serveKeyProviderGrpc } from '../../../src/keyprovider/grpc.js';
 import { resolveSocketGroup } from '../../../src/keyprovider/socket-access.js';
+import { callKeyProvider, callKeyProviderJson } from '../../support/keyprovider-grpc-client.js';
 import { testTempDir } from '../../support/tools.js';
 
-/** Calls UnWrapKey on `address` and returns the answer's text. */
-async function unwrapCall(address: string, body: string): Promise<string> {
-  const client = new Client(address, credentials.createInsecure());
-  try {
-    const res = await new Promise<Buffer>((resolve, reject) =>
-      client.makeUnaryRequest('/keyprovider.KeyProviderService/UnWrapKey', encodeBytesMessage, decodeBytesMessage, Buffer.from(body), (e, r) => (e ? reject(e) : resolve(r!))),
-    );
-    return res.toString();
-  } finally {
-    client.close();
-  }
-}
+const unwrapCall = (address: string, body: string): Promise<string> => callKeyProviderJson(address, 'UnWrapKey', body);
 
 describe('key-provider gRPC messages', () => {
-  it('encode field 1 as bytes and decode it back, skipping unknown fields', () => {
+  it('put the JSON in field 1 as bytes, on the wire as ocicrypt writes it', async () => {
+    const service = await loadKeyProviderService();
     const payload = Buffer.alloc(300, 7);
-    const msg = encodeBytesMessage(payload);
-    expect(msg.subarray(0, 3)).toEqual(Buffer.from([0x0a, 0xac, 0x02]));
-    expect(decodeBytesMessage(msg)).toEqual(payload);
-    expect(decodeBytesMessage(Buffer.concat([Buffer.from([0x10, 0x05]), msg]))).toEqual(payload);
-    expect(() => decodeBytesMessage(Buffer.from([0x0a, 0x05, 0x01]))).toThrow(/truncated/);
+    const message = service['WrapKey']!.requestSerialize({ KeyProviderKeyWrapProtocolInput: payload });
+    // Tag 0x0a: field 1, length-delimited; then the length 300 as a varint.
+    expect(Buffer.from(message)).toEqual(Buffer.concat([Buffer.from([0x0a, 0xac, 0x02]), payload]));
+    expect(service['UnWrapKey']!.responseDeserialize(message)).toEqual({ KeyProviderKeyWrapProtocolOutput: payload });
   });
 
   it('serves WrapKey and UnWrapKey at the paths ocicrypt calls', async () => {
     const served = await serveKeyProviderGrpc('127.0.0.1:0', async (req) => Buffer.from(`answer to ${req.toString()}`));
-    const client = new Client(served.address, credentials.createInsecure());
     try {
-      for (const method of ['WrapKey', 'UnWrapKey']) {
-        const res = await new Promise<Buffer>((resolve, reject) =>
-          client.makeUnaryRequest(`/keyprovider.KeyProviderService/${method}`, encodeBytesMessage, decodeBytesMessage, Buffer.from(`{"op":"${method}"}`), (e, r) => (e ? reject(e) : resolve(r!))),
-        );
-        expect(res.toString()).toBe(`answer to {"op":"${method}"}`);
+      for (const method of ['WrapKey', 'UnWrapKey'] as const) {
+        expect(await callKeyProviderJson(served.address, method, `{"op":"${method}"}`)).toBe(`answer to {"op":"${method}"}`);
       }
     } finally {
-      client.close();
+      await served.stop();
+    }
+  });
+
+  it('round-trips WrapKey and UnWrapKey over a Unix socket with a client built from keyprovider.proto', async () => {
+    const socket = path.join(await testTempDir('kp-roundtrip-'), 'kp.sock');
+    const seen: string[] = [];
+    const served = await serveKeyProviderGrpc(`unix://${socket}`, async (req) => {
+      seen.push(req.toString());
+      if (req.length === 0) return Buffer.alloc(0);
+      const request = JSON.parse(req.toString()) as { op: string; keywrapparams?: { optsdata: string }; keyunwrapparams?: { annotation: string } };
+      // A toy provider: the wrapped key is the options reversed, so an unwrap must undo exactly what the wrap did.
+      if (request.op === 'keywrap') return Buffer.from(JSON.stringify({ keywrapresults: { annotation: [...request.keywrapparams!.optsdata].reverse().join('') } }));
+      return Buffer.from(JSON.stringify({ keyunwrapresults: { optsdata: [...request.keyunwrapparams!.annotation].reverse().join('') } }));
+    });
+    try {
+      const wrapped = JSON.parse(await callKeyProviderJson(served.address, 'WrapKey', JSON.stringify({ op: 'keywrap', keywrapparams: { optsdata: 'b3B0cw==' } }))) as { keywrapresults: { annotation: string } };
+      expect(wrapped.keywrapresults.annotation).toBe('==wc0B3b');
+      const unwrapped = JSON.parse(await callKeyProviderJson(served.address, 'UnWrapKey', JSON.stringify({ op: 'keyunwrap', keyunwrapparams: { annotation: wrapped.keywrapresults.annotation } }))) as { keyunwrapresults: { optsdata: string } };
+      expect(unwrapped.keyunwrapresults.optsdata).toBe('b3B0cw==');
+      expect(seen).toHaveLength(2);
+      // An empty answer is an empty message, and the client reads field 1 as empty bytes.
+      expect(await callKeyProviderJson(served.address, 'UnWrapKey', '')).toBe('');
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it('reads field 1 of a request that also carries fields it does not know, as protobuf allows', async () => {
+    // A client built from a newer contract: the same service and messages with fields ocicrypt might add later.
+    const dir = await testTempDir('kp-newer-');
+    const newer = path.join(dir, 'keyprovider-newer.proto');
+    await writeFile(
+      newer,
+      [
+        'syntax = "proto3";',
+        'package keyprovider;',
+        'message keyProviderKeyWrapProtocolInput { bytes KeyProviderKeyWrapProtocolInput = 1; string Note = 2; int64 Version = 3; fixed32 Flags = 4; repeated bytes Extra = 15; }',
+        'message keyProviderKeyWrapProtocolOutput { bytes KeyProviderKeyWrapProtocolOutput = 1; }',
+        'service KeyProviderService { rpc WrapKey(keyProviderKeyWrapProtocolInput) returns (keyProviderKeyWrapProtocolOutput); rpc UnWrapKey(keyProviderKeyWrapProtocolInput) returns (keyProviderKeyWrapProtocolOutput); }',
+      ].join('\n'),
+    );
+    const served = await serveKeyProviderGrpc(`unix://${path.join(dir, 'kp.sock')}`, async (req) => Buffer.from(`answer to ${req.toString()}`));
+    try {
+      const answer = await callKeyProvider(
+        served.address,
+        'UnWrapKey',
+        { Note: 'from a newer client', KeyProviderKeyWrapProtocolInput: Buffer.from('{"op":"keyunwrap"}'), Version: 7, Flags: 0xffffffff, Extra: [Buffer.from('x')] },
+        newer,
+      );
+      expect((answer['KeyProviderKeyWrapProtocolOutput'] as Buffer).toString()).toBe('answer to {"op":"keyunwrap"}');
+    } finally {
       await served.stop();
     }
   });
