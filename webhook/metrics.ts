@@ -1,98 +1,101 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AdmissionOutcome } from '../src/admission/admit.js';
+import type { TtlCache } from '../src/admission/ttl-cache.js';
+
+export type Hook = 'mutate' | 'validate';
+
+/** Why a request was refused before admission: the `reason` label of imagegate_bad_requests_total. */
+export type RefusalReason = 'content-type' | 'too-large' | 'malformed';
+
+export interface MetricSources {
+  /** The image cache whose hits, misses and size are exported; none, no cache metrics. */
+  cache?: TtlCache<unknown>;
+  /** When the certificate being served expires (Unix seconds), read at each scrape. */
+  certificateExpiry: () => number;
+}
+
 /**
- * The few Prometheus metrics the webhook exports, in the text exposition format (version 0.0.4). Small enough to
- * write here rather than pull in a client library.
+ * What the webhook exports on /metrics (prom-client), with the process and Node runtime metrics. The names are the
+ * ones deploy/monitoring's dashboard and alerts query; change them there too.
  */
-type Labels = Record<string, string>;
+export class WebhookMetrics {
+  /**
+   * The server's own registry, not prom-client's global one: two servers in one process (tests) would otherwise
+   * clash on every name.
+   */
+  readonly registry = new Registry();
+  private readonly decisions: Counter<'hook' | 'result' | 'rule'>;
+  private readonly latency: Histogram<'hook'>;
+  private readonly upstreamErrors: Counter<'hook' | 'code'>;
+  private readonly refusals: Counter<'reason'>;
 
-function labelText(labels: Labels): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
-  return parts.length > 0 ? `{${parts.join(',')}}` : '';
-}
-
-export class Counter {
-  private readonly values = new Map<string, { labels: Labels; value: number }>();
-
-  constructor(
-    readonly name: string,
-    readonly help: string,
-  ) {}
-
-  inc(labels: Labels = {}, by = 1): void {
-    const key = labelText(labels);
-    const entry = this.values.get(key) ?? { labels, value: 0 };
-    entry.value += by;
-    this.values.set(key, entry);
-  }
-
-  get(labels: Labels = {}): number {
-    return this.values.get(labelText(labels))?.value ?? 0;
-  }
-
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const { labels, value } of this.values.values()) lines.push(`${this.name}${labelText(labels)} ${value}`);
-    return lines.join('\n');
-  }
-}
-
-export class Histogram {
-  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly buckets: number[],
-  ) {}
-
-  observe(value: number, labels: Labels = {}): void {
-    const key = labelText(labels);
-    const s = this.series.get(key) ?? { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-    this.buckets.forEach((b, i) => {
-      if (value <= b) s.counts[i]!++;
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.decisions = new Counter({ name: 'imagegate_admission_decisions_total', help: 'Admission decisions by hook, result and rule', labelNames: ['hook', 'result', 'rule'], registers });
+    this.latency = new Histogram({
+      name: 'imagegate_admission_duration_seconds',
+      help: 'Time to answer an AdmissionReview',
+      labelNames: ['hook'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
     });
-    s.sum += value;
-    s.count++;
-    this.series.set(key, s);
+    this.upstreamErrors = new Counter({
+      name: 'imagegate_upstream_errors_total',
+      help: 'Reviews whose image look-ups failed, by hook and ImagegateError code (REGISTRY, AUTH, NOT_FOUND, …)',
+      labelNames: ['hook', 'code'],
+      registers,
+    });
+    this.refusals = new Counter({ name: 'imagegate_bad_requests_total', help: 'Requests refused before admission, by reason', labelNames: ['reason'], registers });
+    const cache = sources.cache;
+    if (cache !== undefined) {
+      counterReadAtScrape(this.registry, 'imagegate_image_cache_hits_total', 'Image look-ups answered from the cache', () => cache.hits);
+      counterReadAtScrape(this.registry, 'imagegate_image_cache_misses_total', 'Image look-ups that went to a registry', () => cache.misses);
+      gaugeReadAtScrape(this.registry, 'imagegate_image_cache_entries', 'Images in the cache', () => cache.size);
+    }
+    gaugeReadAtScrape(this.registry, 'imagegate_tls_certificate_expiry_timestamp_seconds', 'When the serving certificate expires (Unix time)', sources.certificateExpiry);
   }
 
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const { labels, counts, sum, count } of this.series.values()) {
-      this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${labelText({ ...labels, le: String(b) })} ${counts[i]}`));
-      lines.push(`${this.name}_bucket${labelText({ ...labels, le: '+Inf' })} ${count}`);
-      lines.push(`${this.name}_sum${labelText(labels)} ${sum}`);
-      lines.push(`${this.name}_count${labelText(labels)} ${count}`);
-    }
-    return lines.join('\n');
+  /** One answered review: its decision per rule, how long it took and, when its look-ups failed, why (by code). */
+  recordReview(hook: Hook, outcome: AdmissionOutcome, seconds: number): void {
+    this.latency.observe({ hook }, seconds);
+    for (const rule of outcome.rules.length > 0 ? outcome.rules : ['']) this.decisions.inc({ hook, result: outcome.result, rule });
+    if (outcome.result === 'error') this.upstreamErrors.inc({ hook, code: outcome.code ?? 'REGISTRY' });
+  }
+
+  recordRefusal(reason: RefusalReason): void {
+    this.refusals.inc({ reason });
+  }
+
+  /** The text for a scrape, and the content type that names its format. */
+  async exposition(): Promise<{ contentType: string; text: string }> {
+    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
   }
 }
 
 /**
- * A value read when scraped (cache sizes, hits). `counter` for one that only grows (hits, misses), so Prometheus's
- * `rate()` may be applied to it and its `_total` name is what it says.
+ * A counter whose value another object keeps (the cache counts its own hits), typed `counter` so `rate()` applies
+ * and its `_total` name is what it says. prom-client counters only grow by `inc`, so each scrape starts from zero.
  */
-export class Gauge {
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly read: () => number,
-    private readonly type: 'gauge' | 'counter' = 'gauge',
-  ) {}
-
-  render(): string {
-    return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} ${this.type}\n${this.name} ${this.read()}`;
-  }
+function counterReadAtScrape(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
 }
 
-export class MetricsRegistry {
-  private readonly metrics: Array<{ render(): string }> = [];
-
-  register<T extends { render(): string }>(metric: T): T {
-    this.metrics.push(metric);
-    return metric;
-  }
-
-  render(): string {
-    return `${this.metrics.map((m) => m.render()).join('\n')}\n`;
-  }
+function gaugeReadAtScrape(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
 }

@@ -1,4 +1,4 @@
-import { ImagegateError } from '../errors.js';
+import { ImagegateError, type ErrorCode } from '../errors.js';
 import type { JsonObject } from '../image/validate.js';
 import { canonicalRepository, parseImageReference } from '../image/reference.js';
 import { evaluate, namespaceNotInScope, needsLookUp, ruleFor } from '../policy/evaluate.js';
@@ -37,6 +37,8 @@ export interface AdmissionOutcome {
   result: 'allowed' | 'denied' | 'warned' | 'audited' | 'skipped' | 'error';
   /** The rules behind a denial or warning. */
   rules: string[];
+  /** Why the look-ups failed, when `result` is error: the ImagegateError code metrics and logs label it by. */
+  code?: ErrorCode;
 }
 
 /**
@@ -80,18 +82,19 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
     ({ facts, resolved } = await resolveAll(judged, req.namespace, deps, budget.signal));
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
+    const code = isImagegateErrorCode(e) ?? 'REGISTRY';
     // warn and audit modes enforce nothing, a failed look-up included: rolling the webhook out must block no pod.
     if (policy.mode !== 'enforce') {
       const warning = `imagegate could not check the images (${policy.mode} mode, so nothing is refused): ${why}`;
-      return { response: allow(req.uid, policy.mode === 'warn' ? { warnings: [warning] } : {}), result: 'error', rules: ['resolve'] };
+      return { response: allow(req.uid, policy.mode === 'warn' ? { warnings: [warning] } : {}), result: 'error', rules: ['resolve'], code };
     }
     // `open` may let a pod through only where protection is known to be absent: the pod model, no rule matching.
     const unprotected = policy.runtimeModel === 'pod' && lookedUp.every((n) => ruleFor(policy, n.repository) === undefined);
     if (policy.failurePolicy === 'open' && unprotected) {
-      return { response: allow(req.uid, { warnings: [`imagegate could not check the images and let this through (failurePolicy: open): ${why}`] }), result: 'error', rules: ['resolve'] };
+      return { response: allow(req.uid, { warnings: [`imagegate could not check the images and let this through (failurePolicy: open): ${why}`] }), result: 'error', rules: ['resolve'], code };
     }
     const because = policy.runtimeModel === 'node' ? 'every image must be checked in the node runtime model' : `failurePolicy: ${policy.failurePolicy}`;
-    return { response: deny(req.uid, `imagegate could not check the images, so it refuses (${because}): ${why}`, 'InternalError', 500), result: 'error', rules: ['resolve'] };
+    return { response: deny(req.uid, `imagegate could not check the images, so it refuses (${because}): ${why}`, 'InternalError', 500), result: 'error', rules: ['resolve'], code };
   } finally {
     clearTimeout(timer);
   }

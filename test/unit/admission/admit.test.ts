@@ -57,6 +57,18 @@ describe('admit', () => {
     expect((await admit(unnamed, { policy: () => policy({ failurePolicy: 'open' }), resolve, budgetMs: 1000 }, false)).response.allowed).toBe(false);
   });
 
+  it('keeps the ImagegateError code of a failed look-up in the outcome, for metrics and logs; an untyped failure is REGISTRY', async () => {
+    const failing = (e: Error) => async (): Promise<ResolvedImage> => {
+      throw e;
+    };
+    const refused = await admit(request, { policy: () => policy(), resolve: failing(new ImagegateError('AUTH', 'registry reg.example refused the credentials')), budgetMs: 1000 }, false);
+    expect(refused).toMatchObject({ result: 'error', code: 'AUTH' });
+    const warned = await admit(request, { policy: () => policy({ mode: 'warn' }), resolve: failing(new ImagegateError('NOT_FOUND', 'no such tag')), budgetMs: 1000 }, false);
+    expect(warned).toMatchObject({ result: 'error', code: 'NOT_FOUND', response: { allowed: true } });
+    expect((await admit(request, { policy: () => policy(), resolve: failing(new Error('socket hang up')), budgetMs: 1000 }, false)).code).toBe('REGISTRY');
+    expect((await admit(request, { policy: () => policy(), resolve: async () => plainImage, budgetMs: 1000 }, false)).code).toBeUndefined();
+  });
+
   it('pod model: looks up only images a rule protects; failurePolicy open never admits those unchecked', async () => {
     const looked: string[] = [];
     const resolve = async (image: string): Promise<ResolvedImage> => {
