@@ -11,6 +11,7 @@ import { encodePrivateOptions, encodePublicOptions, PUBOPTS_ANNOTATION } from '.
 import { copyImage, type CopyOptions, type CopyResult, type ImageRewriter, type LayerContext, type LayerRewrite } from './copy.js';
 import { layerSelected, platformSelected, type LayerSelection } from './layer-selection.js';
 import { LayerPathAudit } from '../unpack/path-audit.js';
+import { POD_BASE_ANNOTATION, POD_BASE_LAYERS_ANNOTATION, POD_PATHS_ANNOTATION } from '../pod-model/annotations.js';
 import type { Duplex } from 'node:stream';
 import { VAULT_ANNOTATION, type VaultLayerKeys } from '../crypto/wrappers/vault.js';
 import type { TransitKeyRef } from '../vault/transit.js';
@@ -43,11 +44,6 @@ export interface PodModelSettings {
   baseLayers: number;
   paths: string[];
 }
-
-/** Manifest annotations the webhook reads for the pod model. */
-export const POD_BASE_ANNOTATION = 'dev.imagegate.pod.base';
-export const POD_BASE_LAYERS_ANNOTATION = 'dev.imagegate.pod.base-layers';
-export const POD_PATHS_ANNOTATION = 'dev.imagegate.pod.paths';
 
 export interface EncryptOptions extends LayerSelection, CopyOptions {
   recipients: RecipientGroup[];

@@ -2,7 +2,7 @@ import { ImagegateError } from '../errors.js';
 import type { ImageSource } from '../image/image.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
 import { normalizeEntryName } from '../unpack/layer-paths.js';
-import type { PodModelSettings } from './encrypt.js';
+import type { PodModelSettings } from '../ops/encrypt.js';
 
 /**
  * Checks that `base` (a registry image) is the plaintext bottom of `source` — its layers are the first layers of
