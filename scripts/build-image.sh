@@ -5,7 +5,7 @@
 # dependencies, assembled with umoci into an OCI layout.
 #
 # The layout matches the distroless image the Dockerfile uses, so the webhook's injected command is the same for
-# both: /nodejs/bin/node /opt/imagegate/dist/cli/imagegate.js (CHECK_COMMAND in src/admission/check-container.ts).
+# both: /nodejs/bin/node /opt/imagegate/dist/cli/imagegate.js (CHECK_COMMAND in src/pod-model/injected-containers.ts).
 # User 65532, no shell, nothing written outside volumes (fine with a read-only root filesystem).
 #
 # Usage: scripts/build-image.sh LAYOUT_DIR [TAG]     (default tag: the package version)

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parsePlatform } from '../../src/image/descriptor.js';
 import { encryptImage } from '../../src/ops/encrypt.js';
-import { podModelSettings } from '../../src/ops/pod-model.js';
+import { podModelSettings } from '../../src/pod-model/plain-base.js';
 import { parseLayerIndex } from '../../src/ops/layer-selection.js';
 import { canonicalRepositoryName } from '../../src/image/reference.js';
 import { interruptedWriteLeaves, openDestination, repositoryOf, withSource } from '../../src/transport/transports.js';

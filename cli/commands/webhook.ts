@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { roleTemplateProblem, type CheckContainerSettings } from '../../src/admission/check-container.js';
+import { roleTemplateProblem, type CheckContainerSettings } from '../../src/pod-model/injected-containers.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import { ImagegateError } from '../../src/errors.js';
 import { parseCount } from '../../src/util/size.js';

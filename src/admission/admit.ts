@@ -3,11 +3,13 @@ import type { JsonObject } from '../image/validate.js';
 import { canonicalRepository, parseImageReference } from '../image/reference.js';
 import { evaluate, namespaceNotInScope, needsLookUp, ruleFor } from '../policy/evaluate.js';
 import type { AdmissionPolicy, ContainerFacts, Decision } from '../policy/types.js';
-import { CHECK_CONTAINER_NAME, IMAGEGATE_CONTAINER_PREFIX, checkContainer, checkIsIntact, checkPlacementPatch, forPod, tokenVolume, unpackContainer, type CheckContainerSettings, type JsonPatchOp } from './check-container.js';
+import { checkIsIntact } from '../pod-model/check-integrity.js';
+import { CHECK_CONTAINER_NAME, IMAGEGATE_CONTAINER_PREFIX, forPod, keyAccessCheckContainer, tokenVolume, type CheckContainerSettings } from '../pod-model/injected-containers.js';
+import { podPatch, type PlainBaseContainer, type PodMutation } from '../pod-model/pod-mutation.js';
+import { objectsOf, podTemplateOf, type PodTemplate } from '../pod-model/workload.js';
 import type { ResolvedImage } from './image-facts.js';
 import { lookUpBudgetEnded, reviewBudgetMs } from './look-up-budget.js';
 import { allow, deny, type AdmissionRequest, type AdmissionResponse } from './review.js';
-import { podTemplateOf, type PodTemplate } from './workload.js';
 
 export interface AdmissionContext {
   namespace: string;
@@ -120,7 +122,7 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
       if (uncovered !== undefined) {
         return { response: deny(req.uid, `imagegate: ${uncovered}; run it in a new pod, whose check covers it (node runtime model)`), result: 'denied', rules: ['check-container'] };
       }
-      const broken = checkIsIntact(template.spec, checkContainer(check!, images), tokenVolume(check!));
+      const broken = checkIsIntact(template.spec, keyAccessCheckContainer(check!, images), tokenVolume(check!));
       if (broken !== undefined) {
         return { response: deny(req.uid, `imagegate: ${broken}; pods running protected images must keep it as the webhook injected it (node runtime model)`), result: 'denied', rules: ['check-container'] };
       }
@@ -144,10 +146,16 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   // Containers the pod model swaps to their base are not pinned to the encrypted image first.
   const swapped = new Set(podModel.map((f) => f.name));
   // The check is placed when a pod is created; an UPDATE cannot change init containers, so one that changes a
-  // protected image is left to the validating hook, whose message says why.
+  // protected image is left to the validating hook, whose message says why. A check the pod brought, or ours moved
+  // by a later webhook (on re-invocation), is replaced by ours, first.
   const placeCheck = needsCheck && req.operation === 'CREATE';
-  const patch = isPod ? podPatch(judged, facts, placeCheck ? check : undefined, protectedImages, swapped) : [];
-  if (podModel.length > 0) patch.push(...podModelPatch(template, podModel, resolved, check!));
+  const patch = isPod
+    ? podPatch(req.kind.kind, req.object!, {
+        images: pinnedImages(judged, facts, swapped),
+        ...(placeCheck ? { check: { container: keyAccessCheckContainer(check!, checkedImages(protectedImages)), volume: tokenVolume(check!) } } : {}),
+        ...(podModel.length > 0 ? { plainBase: { containers: plainBaseContainers(template, podModel, resolved), settings: check! } } : {}),
+      })
+    : [];
   const extra: Partial<AdmissionResponse> = warnings.length > 0 ? { warnings } : {};
   if (patch.length > 0) {
     extra.patchType = 'JSONPatch';
@@ -169,8 +177,7 @@ function checkedImages(protectedImages: ContainerFacts[]): string[] {
  * check (fixed when the pod was created) proved, or undefined. A pod without a check is left to checkIsIntact.
  */
 function uncheckedEphemeralImages(spec: JsonObject, protectedImages: ContainerFacts[]): string | undefined {
-  const init = Array.isArray(spec.initContainers) ? (spec.initContainers as JsonObject[]) : [];
-  const existing = init.find((c) => c.name === CHECK_CONTAINER_NAME);
+  const existing = objectsOf(spec, 'initContainers').find((c) => c.name === CHECK_CONTAINER_NAME);
   if (existing === undefined) return undefined;
   const proved = new Set(Array.isArray(existing.args) ? (existing.args as unknown[]) : []);
   const missing = protectedImages.filter((f) => f.list === 'ephemeralContainers' && !proved.has(`docker://${pinnedName(f.image, f.digest)}`));
@@ -243,21 +250,13 @@ function denialMessage(d: Decision): string {
   return `imagegate denied this pod:\n${lines.join('\n')}`;
 }
 
-function podPatch(template: PodTemplate, facts: ContainerFacts[], check: CheckContainerSettings | undefined, protectedImages: ContainerFacts[], swapped: Set<string>): JsonPatchOp[] {
-  const ops: JsonPatchOp[] = [];
-  const base = template.specPath;
-  template.containers.forEach((c, i) => {
-    const f = facts[i]!;
-    if (c.list === 'containers' && swapped.has(c.name)) return;
-    const pinned = pinnedName(c.image, f.digest);
-    if (pinned !== c.image) ops.push({ op: 'replace', path: `${base}/${c.list}/${c.index}/image`, value: pinned });
+/** The containers whose image is pinned to the digest judged; those the pod model swaps to their base are not. */
+function pinnedImages(template: PodTemplate, facts: ContainerFacts[], swapped: Set<string>): PodMutation['images'] {
+  return template.containers.flatMap((c, i) => {
+    if (c.list === 'containers' && swapped.has(c.name)) return [];
+    const pinned = pinnedName(c.image, facts[i]!.digest);
+    return pinned === c.image ? [] : [{ list: c.list, index: c.index, image: pinned }];
   });
-  // A check the pod brought, or ours moved by a later webhook (on re-invocation), is replaced by ours, first.
-  if (check !== undefined) {
-    const images = checkedImages(protectedImages);
-    ops.push(...checkPlacementPatch(template.spec, base, checkContainer(check, images), tokenVolume(check)));
-  }
-  return ops;
 }
 
 /** `registry/app:1` → `registry/app@sha256:…`; an image already pinned to that digest is left as written. */
@@ -267,57 +266,10 @@ export function pinnedName(image: string, digest: string): string {
   return `${name}@${digest}`;
 }
 
-/**
- * Pod model for each protected container: the image becomes the plaintext base (by digest); an emptyDir per
- * declared path is mounted where the encrypted layers write, filled by an `imagegate init --unpack` container; the
- * image config's entrypoint, command, environment, working directory and user are copied where the pod does not
- * set them, since the base's own would apply otherwise.
- */
-function podModelPatch(template: PodTemplate, containers: ContainerFacts[], resolved: Map<string, ResolvedImage>, check: CheckContainerSettings): JsonPatchOp[] {
-  const ops: JsonPatchOp[] = [];
-  const base = template.specPath;
-  const hasVolumes = Array.isArray(template.spec.volumes);
-  const hasInit = Array.isArray(template.spec.initContainers);
-  const volumes: JsonObject[] = [];
-  const inits: JsonObject[] = [];
-  for (const f of containers) {
+/** Pod model: the protected containers, each with its encrypted image by digest and what its encryptor recorded. */
+function plainBaseContainers(template: PodTemplate, containers: ContainerFacts[], resolved: Map<string, ResolvedImage>): PlainBaseContainer[] {
+  return containers.map((f) => {
     const c = template.containers.find((x) => x.list === 'containers' && x.name === f.name)!;
-    const spec = (template.spec.containers as JsonObject[])[c.index]!;
-    const pod = resolved.get(f.image)!.pod!;
-    const at = `${base}/containers/${c.index}`;
-    const names = pod.paths.map((_, i) => `imagegate-${c.index}-${i}`);
-    ops.push({ op: 'replace', path: `${at}/image`, value: pod.base });
-    const mounts = pod.paths.map((p, i) => ({ name: names[i]!, mountPath: `/${p}` }));
-    if (Array.isArray(spec.volumeMounts)) for (const m of mounts) ops.push({ op: 'add', path: `${at}/volumeMounts/-`, value: m });
-    else ops.push({ op: 'add', path: `${at}/volumeMounts`, value: mounts });
-    const cfg = pod.config;
-    if (spec.command === undefined) {
-      if (cfg.entrypoint !== undefined && cfg.entrypoint.length > 0) {
-        ops.push({ op: 'add', path: `${at}/command`, value: cfg.entrypoint });
-        if (spec.args === undefined && cfg.cmd !== undefined) ops.push({ op: 'add', path: `${at}/args`, value: cfg.cmd });
-      } else if (spec.args === undefined && cfg.cmd !== undefined) {
-        ops.push({ op: 'add', path: `${at}/command`, value: cfg.cmd });
-      }
-    }
-    if (cfg.env !== undefined) {
-      const set = new Set((Array.isArray(spec.env) ? (spec.env as JsonObject[]) : []).map((e) => e.name));
-      const extra = cfg.env.map((e) => ({ name: e.slice(0, e.indexOf('=')), value: e.slice(e.indexOf('=') + 1) })).filter((e) => e.name !== '' && !set.has(e.name));
-      if (Array.isArray(spec.env)) for (const e of extra) ops.push({ op: 'add', path: `${at}/env/-`, value: e });
-      else if (extra.length > 0) ops.push({ op: 'add', path: `${at}/env`, value: extra });
-    }
-    if (spec.workingDir === undefined && cfg.workingDir !== undefined) ops.push({ op: 'add', path: `${at}/workingDir`, value: cfg.workingDir });
-    const uid = cfg.user !== undefined && /^\d+$/.test(cfg.user.split(':')[0]!) ? Number(cfg.user.split(':')[0]) : undefined;
-    const sc = spec.securityContext as JsonObject | undefined;
-    if (uid !== undefined && sc?.runAsUser === undefined) {
-      ops.push(sc === undefined ? { op: 'add', path: `${at}/securityContext`, value: { runAsUser: uid } } : { op: 'add', path: `${at}/securityContext/runAsUser`, value: uid });
-    }
-    volumes.push(...names.map((name) => ({ name, emptyDir: {} })));
-    inits.push(unpackContainer(check, f.name, `${f.repository}@${f.digest}`, pod.paths, names));
-  }
-  volumes.push(tokenVolume(check));
-  if (hasVolumes) for (const v of volumes) ops.push({ op: 'add', path: `${base}/volumes/-`, value: v });
-  else ops.push({ op: 'add', path: `${base}/volumes`, value: volumes });
-  if (hasInit) inits.forEach((c, i) => ops.push({ op: 'add', path: `${base}/initContainers/${i}`, value: c }));
-  else ops.push({ op: 'add', path: `${base}/initContainers`, value: inits });
-  return ops;
+    return { index: c.index, name: f.name, image: `${f.repository}@${f.digest}`, facts: resolved.get(f.image)!.pod! };
+  });
 }

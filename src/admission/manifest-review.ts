@@ -3,7 +3,7 @@ import { parseAllDocuments } from 'yaml';
 import { ImagegateError } from '../errors.js';
 import type { JsonObject } from '../image/validate.js';
 import type { AdmissionRequest, AdmissionResponse } from './review.js';
-import { isAdmittedKind } from './workload.js';
+import { isAdmittedKind } from '../pod-model/workload.js';
 
 /** An object of the manifests that the webhook does not judge (a ConfigMap, a Service, a CRD): counted, not reviewed. */
 export interface SkippedObject {

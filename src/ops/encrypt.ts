@@ -5,25 +5,12 @@ import { isEncryptableLayerMediaType, isEncryptedMediaType, MediaType, ociLayerM
 import type { JsonObject } from '../image/validate.js';
 import { prepareLayerEncryption } from '../crypto/layer-crypto.js';
 import type { LayerKeyWrapper } from '../crypto/schemes/key-scheme.js';
+import type { PodModelSettings } from '../pod-model/plain-base.js';
 import { copyImage, type CopyOptions, type CopyResult, type ImageRewriter, type LayerContext, type LayerRewrite } from './copy.js';
 import { layerSelected, platformSelected, type LayerSelection } from './layer-selection.js';
 import { LayerPathAudit } from '../unpack/path-audit.js';
+import { POD_BASE_ANNOTATION, POD_BASE_LAYERS_ANNOTATION, POD_PATHS_ANNOTATION } from '../pod-model/annotations.js';
 import type { Duplex } from 'node:stream';
-
-/**
- * The pod model: the image's first `baseLayers` layers are a plaintext base image (`base`, pinned) that runs as the
- * container; the rest are encrypted and may only write under `paths`, where `imagegate init --unpack` puts them.
- */
-export interface PodModelSettings {
-  base: string;
-  baseLayers: number;
-  paths: string[];
-}
-
-/** Manifest annotations the webhook reads for the pod model. */
-export const POD_BASE_ANNOTATION = 'dev.imagegate.pod.base';
-export const POD_BASE_LAYERS_ANNOTATION = 'dev.imagegate.pod.base-layers';
-export const POD_PATHS_ANNOTATION = 'dev.imagegate.pod.paths';
 
 export interface EncryptOptions extends LayerSelection, CopyOptions {
   /** Who can decrypt, per scheme: holders of private keys (jwe), identities Vault lets unwrap (Transit keys). */

@@ -54,7 +54,7 @@ export function evaluate(policy: AdmissionPolicy, subject: AdmissionSubject): De
     const rule = bindings.map((b) => ruleFor(policy, b)).find((r) => r !== undefined) ?? ruleFor(policy, container.repository);
     if (rule === undefined && bindings.length === 0) continue;
     protectedBy[container.name] = rule?.match ?? `the Vault key binding ${bindings.join(', ')}`;
-    if (rule !== undefined) found.push(...checkContainer(container, rule, serviceAccount));
+    if (rule !== undefined) found.push(...ruleFindings(container, rule, serviceAccount));
     found.push(...checkVaultItems(container));
   }
 
@@ -77,7 +77,11 @@ interface Finding {
 
 const WHERE = '\u0000where\u0000';
 
-function checkContainer(container: ContainerFacts, rule: RepositoryRule, serviceAccount: string): Finding[] {
+/**
+ * What `rule` finds wrong with a container's image on each platform: not encrypted, or wrapped with keys, key versions
+ * or recipients it does not allow for the pod's service account.
+ */
+function ruleFindings(container: ContainerFacts, rule: RepositoryRule, serviceAccount: string): Finding[] {
   const out: Finding[] = [];
   const subject = `container ${container.name} (${WHERE})`;
   const add = (platform: string | undefined, id: string, message: string, remedy: string): void => {

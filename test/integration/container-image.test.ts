@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHECK_COMMAND } from '../../src/admission/check-container.js';
+import { CHECK_COMMAND } from '../../src/pod-model/injected-containers.js';
 import { requireTool, run, runOk, tempDir, type TempDir } from '../support/tools.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { isAdmittedKind } from '../../src/admission/workload.js';
+import { isAdmittedKind } from '../../src/pod-model/workload.js';
 import { parsePolicy } from '../../src/policy/load-policy.js';
 import { findDeployTools, validateManifests } from '../support/deploy-tools.js';
 import { CLI } from '../support/imagegate.js';

@@ -13,7 +13,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHECK_COMMAND } from '../../src/admission/check-container.js';
+import { CHECK_COMMAND } from '../../src/pod-model/injected-containers.js';
 import { buildOciLayout, randomLayerFiles } from '../support/image-builder.js';
 import { CLI, imagegateOk } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { pinnedName } from '../../../src/admission/admit.js';
 import { parseAdmissionReview } from '../../../src/admission/review.js';
 import { TtlCache } from '../../../src/admission/ttl-cache.js';
-import { podTemplateOf } from '../../../src/admission/workload.js';
+import { podTemplateOf } from '../../../src/pod-model/workload.js';
 
 describe('TtlCache', () => {
   it('shares one look-up among concurrent callers, expires values, remembers failures briefly, and evicts the oldest', async () => {

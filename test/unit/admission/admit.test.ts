@@ -172,7 +172,7 @@ describe('admit', () => {
 
 describe('check role templates', () => {
   it('accept {namespace} and {serviceAccount} only', async () => {
-    const { roleTemplateProblem, forPod } = await import('../../../src/admission/check-container.js');
+    const { roleTemplateProblem, forPod } = await import('../../../src/pod-model/injected-containers.js');
     expect(roleTemplateProblem('{namespace}')).toBeUndefined();
     expect(roleTemplateProblem('workloads')).toBeUndefined();
     expect(roleTemplateProblem('{ns}')).toMatch(/only \{namespace\} and \{serviceAccount\}/);

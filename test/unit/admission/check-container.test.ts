@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { admit, type AdmissionDeps } from '../../../src/admission/admit.js';
-import { CHECK_COMMAND, checkContainer, checkIsIntact, tokenVolume, type CheckContainerSettings } from '../../../src/admission/check-container.js';
+import { checkIsIntact } from '../../../src/pod-model/check-integrity.js';
+import { CHECK_COMMAND, keyAccessCheckContainer, tokenVolume, type CheckContainerSettings } from '../../../src/pod-model/injected-containers.js';
 import type { ResolvedImage } from '../../../src/admission/image-facts.js';
 import type { AdmissionRequest } from '../../../src/admission/review.js';
 import { protectingPolicy } from '../../support/admission-policy.js';
@@ -31,7 +32,7 @@ async function resolve(image: string): Promise<ResolvedImage> {
 
 const check: CheckContainerSettings = { image: CHECK_IMAGE, vaultAddress: 'https://vault.example:8200', authMethod: 'jwt', vaultRole: 'workloads', audience: 'vault' };
 const deps: AdmissionDeps = { policy: () => policy, resolve, budgetMs: 1000, check };
-const expectedCheck = (): Json => checkContainer(check, [PINNED_APP]);
+const expectedCheck = (): Json => keyAccessCheckContainer(check, [PINNED_APP]);
 
 function review(pod: Json): AdmissionRequest {
   return { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, namespace: 'shop', operation: 'CREATE', object: pod, dryRun: false };
@@ -176,10 +177,10 @@ describe('a pod cannot neutralise the check (validating hook)', () => {
 describe('a pod cannot bring its own check (mutating hook)', () => {
   const ownChecks: Array<[string, Json]> = [
     ['a command override', { name: 'imagegate-check', image: CHECK_IMAGE, command: ['node', '-e', 'process.exit(0)'] }],
-    ['restartPolicy: Always', { ...checkContainer(check, [PINNED_APP]), restartPolicy: 'Always' }],
-    ['env NODE_OPTIONS', { ...checkContainer(check, [PINNED_APP]), env: [...(checkContainer(check, [PINNED_APP]).env as Json[]), { name: 'NODE_OPTIONS', value: '--import=data:text/javascript,process.exit(0)' }] }],
-    ['envFrom', { ...checkContainer(check, [PINNED_APP]), envFrom: [{ configMapRef: { name: 'node-options' } }] }],
-    ['a lifecycle hook', { ...checkContainer(check, [PINNED_APP]), lifecycle: { preStop: { exec: { command: ['true'] } } } }],
+    ['restartPolicy: Always', { ...keyAccessCheckContainer(check, [PINNED_APP]), restartPolicy: 'Always' }],
+    ['env NODE_OPTIONS', { ...keyAccessCheckContainer(check, [PINNED_APP]), env: [...(keyAccessCheckContainer(check, [PINNED_APP]).env as Json[]), { name: 'NODE_OPTIONS', value: '--import=data:text/javascript,process.exit(0)' }] }],
+    ['envFrom', { ...keyAccessCheckContainer(check, [PINNED_APP]), envFrom: [{ configMapRef: { name: 'node-options' } }] }],
+    ['a lifecycle hook', { ...keyAccessCheckContainer(check, [PINNED_APP]), lifecycle: { preStop: { exec: { command: ['true'] } } } }],
     ['another image under the reserved name', { name: 'imagegate-check', image: 'reg.example/tools/busybox:1', command: ['true'] }],
   ];
   for (const [what, own] of ownChecks) {
@@ -241,7 +242,7 @@ describe('the check container as injected', () => {
 
   it("trusts the registry CA the webhook was given, and reaches plain-HTTP loopback registries only where the policy lists them", async () => {
     const withRegistry: CheckContainerSettings = { ...check, registryCa: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' };
-    const c = checkContainer({ ...withRegistry, insecureRegistries: ['127.0.0.1:5000'] }, [PINNED_APP]);
+    const c = keyAccessCheckContainer({ ...withRegistry, insecureRegistries: ['127.0.0.1:5000'] }, [PINNED_APP]);
     expect(c.args).toEqual(['init', '--check', '--insecure-registry', '127.0.0.1:5000', `docker://${PINNED_APP}`]);
     expect(c.env).toEqual(expect.arrayContaining([{ name: 'IMAGEGATE_REGISTRY_CA', value: withRegistry.registryCa }]));
     // The policy's list reaches the injected check through admission.

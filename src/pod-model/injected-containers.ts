@@ -1,6 +1,5 @@
 import type { JsonObject } from '../image/validate.js';
 import { REGISTRY_CA_ENV } from '../transport/registry/trust.js';
-import { containerDifferences, sameVolume } from './container-equality.js';
 
 /** How the webhook injects `imagegate init --check` (node model): the pod proves it can unwrap its images' keys. */
 export interface CheckContainerSettings {
@@ -86,12 +85,13 @@ function mergedEnv(...entries: JsonObject[]): JsonObject[] {
 const HARDENED = { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
 
 /**
- * The init container, for the pod's images pinned by digest; the validating hook compares against exactly this.
+ * Node model: the init container that proves the pod's identity can unwrap the keys of its images (pinned by digest);
+ * the validating hook compares against exactly this (check-integrity.ts).
  * Every field the API server would default is set, so what it stores is what was injected: the pull policy (the
  * image is pinned by digest), and the termination message taken from the log when the check fails, so that
  * `kubectl describe pod` shows why.
  */
-export function checkContainer(settings: CheckContainerSettings, images: string[]): JsonObject {
+export function keyAccessCheckContainer(settings: CheckContainerSettings, images: string[]): JsonObject {
   return {
     name: CHECK_CONTAINER_NAME,
     image: settings.image,
@@ -107,7 +107,7 @@ export function checkContainer(settings: CheckContainerSettings, images: string[
   };
 }
 
-export const UNPACK_ROOT = '/imagegate/unpack';
+const UNPACK_ROOT = '/imagegate/unpack';
 
 /**
  * Pod model: the init container that decrypts, verifies and unpacks `image`'s encrypted layers into the volumes
@@ -150,66 +150,4 @@ export function tokenVolume(settings: CheckContainerSettings): JsonObject {
 export function isReservedContainer(container: JsonObject, checkImage: string): boolean {
   const name = typeof container.name === 'string' ? container.name : '';
   return name === CHECK_CONTAINER_NAME || (name.startsWith(IMAGEGATE_CONTAINER_PREFIX) && container.image === checkImage);
-}
-
-/** One JSON Patch (RFC 6902) operation, as the API server applies them. */
-export type JsonPatchOp = { op: 'add' | 'replace'; path: string; value: unknown } | { op: 'remove'; path: string };
-
-/**
- * The JSON Patch that makes the pod spec at `specPath` run `expected` as its first init container, with `volume`.
- * Nothing when it already does (the validating hook's comparison). Otherwise every reserved container is removed,
- * whoever put it there (the pod's author, or imagegate itself when it is re-invoked after another mutating webhook
- * put an init container first), and `expected` is added first; a missing or altered token volume is put right.
- */
-export function checkPlacementPatch(spec: JsonObject, specPath: string, expected: JsonObject, volume: JsonObject): JsonPatchOp[] {
-  const ops: JsonPatchOp[] = [];
-  if (checkContainerProblem(spec, expected) !== undefined) {
-    for (const list of ['containers', 'initContainers'] as const) {
-      const reserved = objectsOf(spec, list).flatMap((c, i) => (isReservedContainer(c, String(expected.image)) ? [i] : []));
-      for (const i of reserved.reverse()) ops.push({ op: 'remove', path: `${specPath}/${list}/${i}` });
-    }
-    ops.push(Array.isArray(spec.initContainers) ? { op: 'add', path: `${specPath}/initContainers/0`, value: expected } : { op: 'add', path: `${specPath}/initContainers`, value: [expected] });
-  }
-  const volumes = objectsOf(spec, 'volumes');
-  const at = volumes.findIndex((v) => v.name === TOKEN_VOLUME_NAME);
-  if (at >= 0 && !sameVolume(volumes[at], volume)) ops.push({ op: 'replace', path: `${specPath}/volumes/${at}`, value: volume });
-  else if (at < 0) ops.push(Array.isArray(spec.volumes) ? { op: 'add', path: `${specPath}/volumes/-`, value: volume } : { op: 'add', path: `${specPath}/volumes`, value: [volume] });
-  return ops;
-}
-
-/**
- * Why `spec` does not run the check exactly as injected, or undefined when it does: `expected` must be the first init
- * container, equal field by field apart from what the API server adds (container-equality.ts), no other container may
- * take a reserved name, and the token volume must be `volume`.
- */
-export function checkIsIntact(spec: JsonObject, expected: JsonObject, volume: JsonObject): string | undefined {
-  const problem = checkContainerProblem(spec, expected);
-  if (problem !== undefined) return problem;
-  const found = objectsOf(spec, 'volumes').find((v) => v.name === TOKEN_VOLUME_NAME);
-  if (found === undefined) return `the ${TOKEN_VOLUME_NAME} volume is missing`;
-  return sameVolume(found, volume) ? undefined : `the ${TOKEN_VOLUME_NAME} volume was altered`;
-}
-
-function checkContainerProblem(spec: JsonObject, expected: JsonObject): string | undefined {
-  const inits = objectsOf(spec, 'initContainers');
-  const at = inits.findIndex((c) => c.name === CHECK_CONTAINER_NAME);
-  if (at < 0) return `the ${CHECK_CONTAINER_NAME} init container is missing`;
-  if (at > 0) {
-    // Only a webhook that ran after imagegate's mutating hook puts a container there; naming it names the webhook.
-    const before = inits.slice(0, at).map((c) => `${String(c.name)} (image ${String(c.image)})`);
-    const which = before.length === 1 ? `init container ${before[0]} was` : `init containers ${before.join(', ')} were`;
-    return `the ${CHECK_CONTAINER_NAME} init container is not first: ${which} placed before it, most likely by a mutating webhook that ran after imagegate's`;
-  }
-  const altered = containerDifferences(inits[0]!, expected, objectsOf(spec, 'volumes'));
-  if (altered.length > 0) return `the ${CHECK_CONTAINER_NAME} init container was altered (${altered.join(', ')})`;
-  const checkImage = String(expected.image);
-  const stray = [...objectsOf(spec, 'initContainers').slice(1), ...objectsOf(spec, 'containers')].find((c) => isReservedContainer(c, checkImage));
-  if (stray !== undefined) return `container ${String(stray.name)} runs imagegate's image under a name reserved for the containers imagegate injects, and imagegate did not inject it`;
-  return undefined;
-}
-
-/** The objects in one of a pod spec's lists (containers, volumes); a missing list is empty. */
-function objectsOf(spec: JsonObject, list: string): JsonObject[] {
-  const items = spec[list];
-  return Array.isArray(items) ? items.filter((x): x is JsonObject => typeof x === 'object' && x !== null && !Array.isArray(x)) : [];
 }

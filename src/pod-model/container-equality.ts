@@ -26,7 +26,7 @@ import type { JsonObject } from '../image/validate.js';
  */
 
 /** Where the ServiceAccount admission plugin mounts the API token (plugin/pkg/admission/serviceaccount). */
-export const SERVICE_ACCOUNT_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+const SERVICE_ACCOUNT_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
 const SERVICE_ACCOUNT_VOLUME_PREFIX = 'kube-api-access-';
 /** The sources of the plugin's projected volume: the API token, the cluster CA, the namespace. */
 const SERVICE_ACCOUNT_SOURCES = new Set(['serviceAccountToken', 'configMap', 'downwardAPI']);

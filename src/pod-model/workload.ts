@@ -1,10 +1,10 @@
 import type { JsonObject } from '../image/validate.js';
 
 /** Container lists of a pod spec that run images. */
-export const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 export type ContainerList = (typeof CONTAINER_LISTS)[number];
 
-export interface PodContainer {
+interface PodContainer {
   list: ContainerList;
   index: number;
   name: string;
@@ -60,4 +60,10 @@ export function podTemplateOf(kind: string, object: JsonObject | undefined): Pod
     : [];
   const serviceAccount = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
   return { specPath: `/${path.join('/')}`, spec, serviceAccount, imagePullSecrets: pullSecrets, containers };
+}
+
+/** The objects in one of a pod spec's lists (containers, volumes); a missing list is empty. */
+export function objectsOf(spec: JsonObject, list: string): JsonObject[] {
+  const items = spec[list];
+  return Array.isArray(items) ? items.filter((x): x is JsonObject => typeof x === 'object' && x !== null && !Array.isArray(x)) : [];
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { containerDifferences, sameJson, sameQuantity, sameVolume } from '../../../src/admission/container-equality.js';
+import { containerDifferences, sameJson, sameQuantity, sameVolume } from '../../../src/pod-model/container-equality.js';
 import { serviceAccountVolume } from '../../support/api-server-pod.js';
 
 const SA_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';

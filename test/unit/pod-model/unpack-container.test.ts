@@ -5,7 +5,7 @@
  * /dev/termination-log), so `kubectl describe pod` did not say why.
  */
 import { describe, expect, it } from 'vitest';
-import { checkContainer, unpackContainer, type CheckContainerSettings } from '../../../src/admission/check-container.js';
+import { keyAccessCheckContainer, unpackContainer, type CheckContainerSettings } from '../../../src/pod-model/injected-containers.js';
 
 const settings: CheckContainerSettings = {
   image: `reg.example/imagegate@sha256:${'c'.repeat(64)}`,
@@ -24,7 +24,7 @@ describe('the pod model unpack container', () => {
 
   it('leaves nothing for the API server to default that the check sets (pull policy: the image is pinned by digest)', () => {
     const unpack = unpackContainer(settings, 'app', IMAGE, ['app'], ['imagegate-0-0']);
-    const check = checkContainer(settings, [IMAGE]);
+    const check = keyAccessCheckContainer(settings, [IMAGE]);
     for (const field of ['imagePullPolicy', 'terminationMessagePath', 'terminationMessagePolicy'] as const) {
       expect(unpack[field], field).toBe(check[field]);
     }

@@ -2,7 +2,16 @@ import { ImagegateError } from '../errors.js';
 import type { ImageSource } from '../image/image.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
 import { normalizeEntryName } from '../unpack/layer-paths.js';
-import type { PodModelSettings } from './encrypt.js';
+
+/**
+ * The pod model: the image's first `baseLayers` layers are a plaintext base image (`base`, pinned) that runs as the
+ * container; the rest are encrypted and may only write under `paths`, where `imagegate init --unpack` puts them.
+ */
+export interface PodModelSettings {
+  base: string;
+  baseLayers: number;
+  paths: string[];
+}
 
 /**
  * Checks that `base` (a registry image) is the plaintext bottom of `source` — its layers are the first layers of
