@@ -15,7 +15,7 @@ function withServices(keyring: Keyring): Keyring {
 }
 
 /** A Transit session from the environment. */
-export async function vaultLayerKeysFromEnv(): Promise<VaultLayerKeys> {
+async function vaultLayerKeysFromEnv(): Promise<VaultLayerKeys> {
   return new VaultLayerKeys(new Transit(new VaultSession(await vaultSettingsFromEnv())));
 }
 

@@ -16,7 +16,7 @@ import { registerInit } from './commands/init.js';
 import { registerVault } from './commands/vault.js';
 import { reportFailure } from './run.js';
 
-export function buildProgram(): Command {
+function buildProgram(): Command {
   const program = new Command('imagegate')
     .description('Encrypt container images with ocicrypt-compatible layer encryption, and decrypt and inspect them.')
     .version('0.1.0')

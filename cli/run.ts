@@ -4,9 +4,9 @@ import { errorFromSystemFailure } from '../src/util/system-errors.js';
 import { reportedAsJson } from './progress.js';
 
 /** Exit code for failures that are our bug, not the user's input. */
-export const EXIT_INTERNAL = 1;
-export const EXIT_USAGE = 2;
-export const EXIT_INTERRUPTED = 130;
+const EXIT_INTERNAL = 1;
+const EXIT_USAGE = 2;
+const EXIT_INTERRUPTED = 130;
 
 /** Where the CLI writes progress and errors: stderr, so stdout stays parseable (digests, --json). */
 export function info(message: string): void {

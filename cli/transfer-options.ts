@@ -106,7 +106,7 @@ export async function transferSettings(flags: TransferFlags, verb: string): Prom
  * same message: the first says it, the others only that they failed for the same reason, so the cause is read once
  * and not once per layer.
  */
-export function eachFailureSaidOnce(update: (e: BlobProgress) => void): (e: BlobProgress) => void {
+function eachFailureSaidOnce(update: (e: BlobProgress) => void): (e: BlobProgress) => void {
   const said = new Set<string>();
   return (e) => {
     if (e.phase !== 'failed' || e.message === undefined) return update(e);
@@ -222,4 +222,3 @@ function promptHidden(question: string): Promise<string> {
     stdin.on('data', onData);
   });
 }
-

@@ -49,7 +49,7 @@ export function registerAudit(program: Command): void {
   });
 }
 
-export function formatAudit(r: AuditReport): string {
+function formatAudit(r: AuditReport): string {
   const rows = [['IMAGE', 'PLATFORM', 'MANIFEST', 'CREATED', 'ENCRYPTED', 'SCHEMES', 'VAULT KEYS', 'FLAGS']];
   for (const i of r.images) {
     rows.push([

@@ -10,8 +10,8 @@ import { afterCopy, StreamHash } from '../util/off-thread-hash.js';
  * HMAC-SHA256 over the ciphertext with the same 32-byte key. No framing: ciphertext length = plaintext length.
  */
 export const LAYER_CIPHER = 'AES_256_CTR_HMAC_SHA256';
-export const LAYER_KEY_BYTES = 32;
-export const LAYER_NONCE_BYTES = 16;
+const LAYER_KEY_BYTES = 32;
+const LAYER_NONCE_BYTES = 16;
 export const LAYER_HMAC_BYTES = 32;
 
 export interface LayerSecret {

@@ -45,7 +45,7 @@ export function readDescriptor(r: JsonReader): Descriptor {
   return desc;
 }
 
-export function readPlatform(r: JsonReader): Platform {
+function readPlatform(r: JsonReader): Platform {
   const o = r.object();
   return { ...o, architecture: r.field('architecture').string(), os: r.field('os').string() } as Platform;
 }

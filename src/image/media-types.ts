@@ -75,10 +75,3 @@ export function encryptedMediaType(mt: string): string {
 export function decryptedMediaType(mt: string): string {
   return isEncryptedMediaType(mt) ? mt.slice(0, -ENCRYPTED_SUFFIX.length) : mt;
 }
-
-export function isLayerMediaType(mt: string): boolean {
-  return (
-    mt.startsWith('application/vnd.oci.image.layer.') ||
-    mt.startsWith('application/vnd.docker.image.rootfs.')
-  );
-}

@@ -173,9 +173,3 @@ export function familiarName(r: ImageReference): string {
   if (r.domain === DEFAULT_DOMAIN) name = r.path.startsWith('library/') ? r.path.slice('library/'.length) : r.path;
   return `${name}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${r.digest}` : ''}`;
 }
-
-/** Checks an OCI layout `org.opencontainers.image.ref.name` value (a tag, or any reference-ish string). */
-export function isValidRefName(s: string): boolean {
-  // image-layout.md: components of alphanum separated by -._:@/+ and a few more; be strict but allow tags.
-  return /^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:\/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$/.test(s);
-}

@@ -25,7 +25,7 @@ export function knownFields(r: JsonReader, known: readonly string[]): void {
   }
 }
 
-export function fieldPath(path: string, name: string): string {
+function fieldPath(path: string, name: string): string {
   return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? `${path}.${name}` : `${path}[${JSON.stringify(name)}]`;
 }
 

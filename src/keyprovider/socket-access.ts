@@ -5,8 +5,8 @@ import { ImagegateError, systemErrorCode } from '../errors.js';
  * Who may connect to the key provider's Unix socket: its owner only (0600), or its owner and one group (0660)
  * when `--grpc-socket-group` names one, for a runtime that runs as another user than the provider.
  */
-export const SOCKET_MODE = 0o600;
-export const GROUP_SOCKET_MODE = 0o660;
+const SOCKET_MODE = 0o600;
+const GROUP_SOCKET_MODE = 0o660;
 
 /** A group name (looked up in /etc/group) or a numeric GID, as `--grpc-socket-group` takes it. */
 export async function resolveSocketGroup(text: string, groupFile = '/etc/group'): Promise<number> {

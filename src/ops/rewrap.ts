@@ -34,7 +34,7 @@ export interface RewrapOptions extends CopyOptions {
  * batch per image; the plaintext keys never leave Vault. Only annotations change: every blob is reused as it is,
  * so pushing the result uploads nothing but manifests.
  */
-export async function rewrapImage(source: ImageSource, destination: ImageDestination, options: RewrapOptions): Promise<CopyResult> {
+async function rewrapImage(source: ImageSource, destination: ImageDestination, options: RewrapOptions): Promise<CopyResult> {
   return copyImage(source, destination, new RewrapRewriter(options), options);
 }
 

@@ -21,8 +21,8 @@ import type { AdmissionPolicy, AllowedKey, PolicyMode, RepositoryRule, RuntimeMo
  * (`exempt:` with nothing after it) counts as absent. `repositories` must be present (`[]` protects nothing).
  */
 
-export const POLICY_API_VERSIONS = ['imagegate.dev/v1alpha1'] as const;
-export const POLICY_KIND = 'AdmissionPolicy';
+const POLICY_API_VERSIONS = ['imagegate.dev/v1alpha1'] as const;
+const POLICY_KIND = 'AdmissionPolicy';
 /** Policy files larger than this are refused: a policy is a few kilobytes, and the webhook reads it at start-up. */
 export const MAX_POLICY_BYTES = 1024 * 1024;
 

@@ -28,7 +28,7 @@ import { readVerifiedBlob, verifiedBlobStream } from './verified-blob.js';
  */
 
 /** The annotation Docker >= 25 and containerd put on index.json entries: the full image reference. */
-export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
+const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
 
 /** manifest.json lists every image of the archive with its RepoTags and layer paths; a few KiB per image. */
 const MAX_MANIFEST_JSON_BYTES = 16 * 1024 * 1024;

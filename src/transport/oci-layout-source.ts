@@ -33,7 +33,7 @@ export function selectByRefName(tag: string | undefined): LayoutEntrySelector {
   };
 }
 
-export function describeTags(entries: Descriptor[]): string {
+function describeTags(entries: Descriptor[]): string {
   const tags = entries.map((d) => d.annotations?.[REF_NAME_ANNOTATION]).filter((t): t is string => t !== undefined);
   if (entries.length === 0) return 'no images';
   return tags.length > 0 ? `tags ${tags.map((t) => JSON.stringify(t)).join(', ')}` : `${entries.length} untagged image(s)`;

@@ -5,7 +5,7 @@ import { ImagegateError, systemErrorCode } from '../errors.js';
 import { isWithin } from './layer-paths.js';
 
 /** Hidden directories that hold what is being unpacked until every layer verified. */
-export const STAGING_PREFIX = '.imagegate-unpack-';
+const STAGING_PREFIX = '.imagegate-unpack-';
 
 /** One declared path: where its content goes, and where it waits until then. */
 export interface UnpackTarget {

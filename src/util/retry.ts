@@ -20,7 +20,7 @@ export interface RetryHooks {
   signal?: AbortSignal;
 }
 
-export function isTemporary(e: unknown): boolean {
+function isTemporary(e: unknown): boolean {
   return isImagegateError(e) && e.temporary;
 }
 

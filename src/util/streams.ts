@@ -18,13 +18,6 @@ export async function readAll(stream: Readable, limit: number, what: string): Pr
   return Buffer.concat(chunks, total);
 }
 
-/** Reads and discards a stream; used where only the stream's side effects (hashing, verifying) matter. */
-export async function drain(stream: Readable): Promise<void> {
-  for await (const _ of stream) {
-    // nothing: the chunks are not needed
-  }
-}
-
 /**
  * Runs `source` through `stages` and returns what comes out. A failure anywhere reaches the reader as `mapError(e)`:
  * the returned stream is not itself part of the pipeline, which would destroy it with the raw error first (a zlib or

@@ -23,7 +23,7 @@ export interface VaultSettings {
 }
 
 /** The default service-account token path in a pod. */
-export const SERVICE_ACCOUNT_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+const SERVICE_ACCOUNT_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 /**
  * Vault settings from the environment, with Vault's and OpenBao's own variable names where they exist, so CI

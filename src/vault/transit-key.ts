@@ -9,7 +9,7 @@ export interface TransitKey {
   name: string;
 }
 
-export const DEFAULT_TRANSIT_MOUNT = 'transit';
+const DEFAULT_TRANSIT_MOUNT = 'transit';
 // Vault paths are not URL-encoded by node-vault; keep names to characters that need no encoding.
 const PATH_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 

@@ -6,7 +6,7 @@
 import { createSign, type KeyObject } from 'node:crypto';
 
 /** An RS256 JWT, as GitHub Actions, GitLab and Kubernetes issue them, valid for five minutes. */
-export function signJwt(key: KeyObject, kid: string, claims: Record<string, unknown>): string {
+function signJwt(key: KeyObject, kid: string, claims: Record<string, unknown>): string {
   const now = Math.floor(Date.now() / 1000);
   const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
   const body = `${b64({ alg: 'RS256', typ: 'JWT', kid })}.${b64({ iat: now, nbf: now, exp: now + 300, ...claims })}`;

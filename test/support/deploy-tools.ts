@@ -58,7 +58,7 @@ export function findDeployTools(): DeployTools | undefined {
  * kubeconform's `-schema-location` for the tools' schemas (made now if need be). For callers that run kubeconform
  * themselves; pass it as the only schema location, and keep `-strict` and away from `-ignore-missing-schemas`.
  */
-export async function kubeconformSchemaLocation(tools: DeployTools): Promise<string> {
+async function kubeconformSchemaLocation(tools: DeployTools): Promise<string> {
   const dir = await ensureKubeconformSchemas(path.dirname(tools.schemaDir));
   if (dir !== tools.schemaDir) throw new Error(`schemas went to ${dir}, not ${tools.schemaDir}`);
   return path.join(dir, SCHEMA_LOCATION_TEMPLATE);

@@ -166,13 +166,13 @@ function keystream(seed: number | string) {
 }
 
 /** `length` reproducible pseudo-random bytes for `seed`, in memory: for small fixtures. */
-export function pseudoRandomBytes(seed: number | string, length: number): Buffer {
+function pseudoRandomBytes(seed: number | string, length: number): Buffer {
   const cipher = keystream(seed);
   return Buffer.concat([cipher.update(Buffer.alloc(length)), cipher.final()]);
 }
 
 /** The same bytes as `pseudoRandomBytes(seed, length)`, streamed in 1 MiB chunks: for big fixtures. */
-export function pseudoRandomStream(seed: number | string, length: number): Readable {
+function pseudoRandomStream(seed: number | string, length: number): Readable {
   const cipher = keystream(seed);
   const zeros = Buffer.alloc(RANDOM_CHUNK);
   let remaining = length;

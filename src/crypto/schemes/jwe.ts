@@ -94,7 +94,7 @@ async function unwrapItem(item: Buffer, keys: readonly LoadedKey[]): Promise<Buf
   return undefined;
 }
 
-export const JWE_SCHEME = 'jwe';
+const JWE_SCHEME = 'jwe';
 
 class JweScheme implements KeyScheme {
   readonly name = JWE_SCHEME;

@@ -10,18 +10,8 @@ import { vaultTransitScheme } from './vault-transit.js';
  */
 export const KEY_SCHEMES: readonly KeyScheme[] = [jweScheme, vaultTransitScheme];
 
-export function schemeNamed(name: string): KeyScheme | undefined {
+function schemeNamed(name: string): KeyScheme | undefined {
   return KEY_SCHEMES.find((s) => s.name === name);
-}
-
-/** The schemes whose layer keys a key service holds, so that service decides who unwraps (see `keyReferences`). */
-export function keyServiceSchemes(): KeyScheme[] {
-  return KEY_SCHEMES.filter((s) => s.keyReferences !== undefined);
-}
-
-/** The scheme that provides ocicrypt key provider `name` (`imagegate keyprovider`). */
-export function providerScheme(name: string): KeyScheme | undefined {
-  return KEY_SCHEMES.find((s) => s.provider?.name === name);
 }
 
 /** `--recipient PREFIX:VALUE` → the scheme that takes it and the value; undefined when no scheme does. */

@@ -13,8 +13,8 @@ import type { VaultLayerKeys } from './vault-layer-keys.js';
  * imagegate itself unwraps them by calling Vault directly. Vault's batching (one request per key and image) lives in
  * VaultLayerKeys; the Transit session comes from the keyring.
  */
-export const VAULT_PROVIDER_NAME = 'imagegate';
-export const VAULT_SCHEME = `provider.${VAULT_PROVIDER_NAME}`;
+const VAULT_PROVIDER_NAME = 'imagegate';
+const VAULT_SCHEME = `provider.${VAULT_PROVIDER_NAME}`;
 const PROVIDER_RECIPIENT = `provider:${VAULT_PROVIDER_NAME}`;
 
 /** Where the CLI puts the Transit session (VAULT_ADDR and credentials) on a keyring. */

@@ -29,7 +29,7 @@ export interface GeneratedPolicy {
   hcl: string;
 }
 
-export const POLICY_PREFIX = 'imagegate-';
+const POLICY_PREFIX = 'imagegate-';
 
 /** Every item, in the order they must be applied: mounts, keys, policies, auth configs, roles. */
 export function generateSetup(setup: VaultSetup): SetupItem[] {

@@ -33,8 +33,8 @@ import {
  * `caCertFromVaultPod: true`. Token lifetimes: CI and workloads 10m (max = tokenTtl), nodes 10m (max 1h).
  */
 
-export const MAX_SETUP_BYTES = 1024 * 1024;
-export const GITHUB_ACTIONS_ISSUER = 'https://token.actions.githubusercontent.com';
+const MAX_SETUP_BYTES = 1024 * 1024;
+const GITHUB_ACTIONS_ISSUER = 'https://token.actions.githubusercontent.com';
 
 // Kubernetes names: namespaces and service accounts (RFC 1123 subdomain, as ServiceAccount names allow).
 const K8S_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;

@@ -41,7 +41,7 @@ function capabilitiesOf(value: unknown): string[] {
 }
 
 /** What `has` lacks to POST to `path`, or undefined. Enabling an auth method (sys/auth/M) also needs sudo. */
-export function missingCapability(path: string, has: string[]): string | undefined {
+function missingCapability(path: string, has: string[]): string | undefined {
   if (has.includes('root')) return undefined;
   if (has.includes('deny')) return 'denied';
   const writes = has.includes('create') || has.includes('update');

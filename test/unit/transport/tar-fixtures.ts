@@ -154,7 +154,7 @@ export interface TestImage {
 }
 
 /** A small layer tar with one file, distinct per seed. */
-export async function layerTar(seed: string): Promise<Buffer> {
+async function layerTar(seed: string): Promise<Buffer> {
   return tarOf([{ name: `files/${seed}.txt`, content: `content of layer ${seed}\n`.repeat(20) }]);
 }
 
