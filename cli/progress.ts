@@ -287,7 +287,7 @@ class JsonReporter extends BaseReporter {
     const typed = e instanceof ImagegateError ? e : errorFromSystemFailure(e);
     const error =
       typed !== undefined
-        ? { code: typed.code, exitCode: typed.exitCode, message: typed.message }
+        ? { code: typed.code, exitCode: typed.exitCode, message: typed.message, ...typed.fields }
         : { code: 'INTERNAL', exitCode: 1, message: e instanceof Error ? e.message : String(e) };
     if (typeof e === 'object' && e !== null) errorsReportedAsJson.add(e);
     this.line({ event: 'result', ok: false, error, elapsedMs });

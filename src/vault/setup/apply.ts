@@ -190,7 +190,7 @@ export async function applySetup(session: VaultSession, plan: SetupPlan): Promis
         await session.write(w.path, w.body, `${entry.action} ${entry.label}`);
       } catch (e) {
         if (!(e instanceof ImagegateError) || written === 0) throw e;
-        throw new ImagegateError(e.code, `${e.message} (the ${written} write(s) before it were applied; run setup again once this is fixed)`, { cause: e, temporary: e.temporary });
+        throw e.within((m) => `${m} (the ${written} write(s) before it were applied; run setup again once this is fixed)`);
       }
       written++;
     }

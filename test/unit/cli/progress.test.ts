@@ -435,6 +435,21 @@ describe('json: only JSON lines, ending with a result event', () => {
     expect(parsed(other)).toEqual([{ schemaVersion: 1, event: 'result', ok: false, error: { code: 'INTERNAL', exitCode: 1, message: 'boom' }, elapsedMs: 0 }]);
   });
 
+  it('a failure said of a layer keeps its code, temporary flag and fields, and the result names the layer and key', async () => {
+    const vault = new ImagegateError('VAULT', 'Vault answered 503', { temporary: true });
+    const said = vault.within((m) => `layer 0: ${m}`, { layer: 'layer 0', key: 'transit/keys/app' });
+    expect(said).toMatchObject({ code: 'VAULT', temporary: true, message: 'layer 0: Vault answered 503', cause: vault });
+    const out = sink();
+    await expect(endProgress(Promise.reject(said), reporter('json', out, clock()))).rejects.toBe(said);
+    expect(parsed(out).at(-1)).toEqual({
+      schemaVersion: 1,
+      event: 'result',
+      ok: false,
+      error: { code: 'VAULT', exitCode: 9, message: 'layer 0: Vault answered 503', layer: 'layer 0', key: 'transit/keys/app' },
+      elapsedMs: 0,
+    });
+  });
+
   it('other modes leave failures to the CLI, and print messages as lines', async () => {
     const out = sink();
     const r = reporter('plain', out, clock());
