@@ -64,8 +64,11 @@ export interface StoredBlob {
  */
 export interface ImageDestination {
   readonly description: string;
-  /** False for formats that drop layer annotations (docker-archive): an encrypted image written there is lost. */
-  readonly canStoreEncryptedLayers: boolean;
+  /**
+   * Whether layer descriptors keep their annotations here. docker-archive drops them, and with them an encrypted
+   * layer's wrapped keys, so an encrypted image written there could never be decrypted.
+   */
+  readonly preservesLayerAnnotations: boolean;
   /** False for formats that hold a single image and no index (docker-archive). */
   readonly canStoreIndex: boolean;
   /**

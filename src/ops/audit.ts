@@ -3,11 +3,10 @@ import { formatPlatform } from '../image/descriptor.js';
 import { parseImageReference, type ImageReference } from '../image/reference.js';
 import { loadImageTree, manifestsOf } from '../image/tree.js';
 import type { BlobReader } from '../image/image.js';
-import { catalogRepositories, RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
-import type { RegistryHttp } from '../transport/registry/http.js';
 import { limiter } from '../util/limit.js';
-import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
-import { RegistrySource } from '../transport/registry/registry-source.js';
+import type { RegistryOptions } from '../transport/registry/location.js';
+import { RegistryCatalog, type TaggedRoot } from '../transport/registry/registry-catalog.js';
+import type { RegistrySource } from '../transport/registry/registry-source.js';
 import { matchesAnyGlob } from '../util/glob.js';
 import type { TransitKeyInfo } from '../vault/transit.js';
 import { parseTransitKey, readTransitKey, formatTransitKey, type TransitKey } from '../vault/transit-key.js';
@@ -29,9 +28,6 @@ export interface AuditOptions {
   keyInfo?: (key: TransitKey) => Promise<TransitKeyInfo>;
 }
 
-/** A wrapped key as audit lists it; the version is the Transit ciphertext's, never the item's own label. */
-export type AuditedKey = WrappedKeyReference;
-
 export interface AuditedImage {
   repository: string;
   tags: string[];
@@ -44,7 +40,8 @@ export interface AuditedImage {
   layers: number;
   encryptedLayers: number;
   schemes: string[];
-  vaultKeys: AuditedKey[];
+  /** Keys a key service holds (Vault Transit): the version is the ciphertext's, never the item's own label. */
+  vaultKeys: WrappedKeyReference[];
   flags: string[];
   /** Why a repository, tag or image could not be read (flags `unreadable-*`). */
   problem?: string;
@@ -63,15 +60,15 @@ export interface AuditReport {
  */
 export async function auditRegistry(target: ImageReference | { domain: string; path?: undefined }, registry: RegistryOptions, options: AuditOptions): Promise<AuditReport> {
   // One connection (one ping, one credential look-up) for the whole registry; repositories, then images, in parallel.
-  const http = await connectRegistry({ domain: target.domain, path: target.path ?? '' }, registry);
+  const catalog = await RegistryCatalog.open({ domain: target.domain, path: target.path ?? '' }, registry);
   const protectedGlobs = options.protected.map(canonicalRepositoryGlob);
-  const run: AuditRun = { http, options, protectedGlobs, keyInfos: new Map(), configs: new Map(), limit: limiter(REQUESTS_AT_ONCE) };
+  const run: AuditRun = { catalog, options, protectedGlobs, keyInfos: new Map(), configs: new Map(), limit: limiter(REQUESTS_AT_ONCE) };
   try {
-    const repositories = target.path !== undefined && target.path !== '' ? [target.path] : await catalogRepositories(http, options.repositories ?? []);
+    const repositories = target.path !== undefined && target.path !== '' ? [target.path] : await catalog.repositories(options.repositories ?? []);
     const perRepository = await Promise.all(repositories.map((repository) => auditRepository(target, repository, run)));
     return { registry: target.domain, images: perRepository.flat() };
   } finally {
-    await http.close();
+    await catalog.close();
   }
 }
 
@@ -79,7 +76,7 @@ export async function auditRegistry(target: ImageReference | { domain: string; p
 const REQUESTS_AT_ONCE = 16;
 
 interface AuditRun {
-  http: RegistryHttp;
+  catalog: RegistryCatalog;
   options: AuditOptions;
   /** `--protect` globs in canonical form, compared with canonical repository names as the webhook does. */
   protectedGlobs: string[];
@@ -95,24 +92,24 @@ interface AuditRun {
  * tag whose manifest is gone, and one such repository must not hide the rest of the registry.
  */
 async function auditRepository(target: ImageReference | { domain: string }, repository: string, run: AuditRun): Promise<AuditedImage[]> {
-  const client = new RepositoryClient(run.http, repository);
+  const { catalog } = run;
   let tags: string[];
   try {
-    tags = 'path' in target && target.path !== undefined && 'tag' in target && target.tag !== undefined ? [target.tag] : (await run.limit(() => client.listTags())).sort();
+    tags = 'path' in target && target.path !== undefined && 'tag' in target && target.tag !== undefined ? [target.tag] : (await run.limit(() => catalog.tags(repository))).sort();
   } catch (e) {
     return [unreadable(target.domain, repository, [], 'unreadable-repository', e)];
   }
   // Each tag's manifest is fetched once: grouped by digest, and then the root of its image's tree.
   const fetched = await Promise.all(
     tags.map((tag) =>
-      run.limit(() => client.getManifest(tag)).then(
+      run.limit(() => catalog.root(repository, tag)).then(
         (root) => ({ tag, root }),
         (e: unknown) => ({ tag, error: e }),
       ),
     ),
   );
   const out: AuditedImage[] = [];
-  const byDigest = new Map<string, { tags: string[]; root: FetchedManifest }>();
+  const byDigest = new Map<string, { tags: string[]; root: TaggedRoot }>();
   for (const f of fetched) {
     if ('error' in f) {
       out.push(unreadable(target.domain, repository, [f.tag], 'unreadable-manifest', f.error));
@@ -137,10 +134,10 @@ function unreadable(domain: string, path: string, tags: string[], flag: string, 
   return { repository: `${domain}/${path}`, tags, layers: 0, encryptedLayers: 0, schemes: [], vaultKeys: [], flags: [flag], problem };
 }
 
-async function auditImage(domain: string, path: string, tags: string[], digest: string, fetchedRoot: FetchedManifest, run: AuditRun): Promise<AuditedImage[]> {
+async function auditImage(domain: string, path: string, tags: string[], digest: string, fetchedRoot: TaggedRoot, run: AuditRun): Promise<AuditedImage[]> {
   const { options, keyInfos } = run;
   const repository = `${domain}/${path}`;
-  const source = RegistrySource.fromFetched({ domain, path, digest: digest as `sha256:${string}` }, run.http, fetchedRoot);
+  const source = run.catalog.source({ domain, path, digest: digest as `sha256:${string}` }, fetchedRoot);
   try {
     const root = await loadImageTree(limitedReader(source, run.limit), await source.rootDescriptor(), source.description);
     const out: AuditedImage[] = [];
@@ -196,8 +193,8 @@ async function auditImage(domain: string, path: string, tags: string[], digest: 
   }
 }
 
-function uniqueKeys(keys: AuditedKey[]): AuditedKey[] {
-  const seen = new Map<string, AuditedKey>();
+function uniqueKeys(keys: WrappedKeyReference[]): WrappedKeyReference[] {
+  const seen = new Map<string, WrappedKeyReference>();
   for (const k of keys) seen.set(`${k.key} ${k.version} ${k.binding} ${k.tampered === true}`, k);
   return [...seen.values()].sort((a, b) => a.key.localeCompare(b.key) || a.version - b.version);
 }

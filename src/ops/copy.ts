@@ -171,7 +171,7 @@ async function planLayers(root: ImageNode, rewriter: ImageRewriter): Promise<{ p
 }
 
 function checkDestinationCanHold(root: ImageNode, plans: Plans, rewriter: ImageRewriter, destination: ImageDestination): void {
-  if (destination.canStoreEncryptedLayers) return;
+  if (destination.preservesLayerAnnotations) return;
   const keepsEncrypted = (node: ImageNode): boolean =>
     node.kind === 'manifest'
       ? node.manifest.layers.some((l) => isEncryptedMediaType(l.mediaType) && !plans.has(l))

@@ -6,10 +6,8 @@ import type { KeyScheme } from '../crypto/schemes/key-scheme.js';
 import type { Keyring } from '../crypto/schemes/keyring.js';
 import { keyAnnotations } from '../crypto/schemes/registry.js';
 import type { ImageReference } from '../image/reference.js';
-import { catalogRepositories, RepositoryClient, type FetchedManifest } from '../transport/registry/client.js';
-import { connectRegistry, type RegistryOptions } from '../transport/registry/location.js';
-import { RegistryDestination } from '../transport/registry/registry-destination.js';
-import { RegistrySource } from '../transport/registry/registry-source.js';
+import type { RegistryOptions } from '../transport/registry/location.js';
+import { RegistryCatalog, type TaggedRoot } from '../transport/registry/registry-catalog.js';
 import { limiter } from '../util/limit.js';
 import { copyImage, type CopyOptions, type CopyResult, type ImageRewriter, type LayerContext, type LayerRewrite } from './copy.js';
 
@@ -113,32 +111,31 @@ export async function rewrapRepository(
   options: RewrapOptions,
   onImage: (r: RepositoryRewrap) => void = () => {},
 ): Promise<RepositoryRewrap[]> {
-  const http = await connectRegistry(ref, registry);
-  const client = new RepositoryClient(http, ref.path);
+  const catalog = await RegistryCatalog.open(ref, registry);
   try {
-    const tags = ref.tag !== undefined ? [ref.tag] : (await client.listTags()).sort();
+    const tags = ref.tag !== undefined ? [ref.tag] : (await catalog.tags(ref.path)).sort();
     const limit = limiter(IMAGES_AT_ONCE);
-    const roots = await Promise.all(tags.map((tag) => limit(() => client.getManifest(tag))));
-    const byDigest = new Map<string, { tags: string[]; root: FetchedManifest }>();
+    const roots = await Promise.all(tags.map((tag) => limit(() => catalog.root(ref.path, tag))));
+    const byDigest = new Map<string, { tags: string[]; root: TaggedRoot }>();
     roots.forEach((root, i) => {
       const group = byDigest.get(root.descriptor.digest);
       if (group === undefined) byDigest.set(root.descriptor.digest, { tags: [tags[i]!], root });
       else group.tags.push(tags[i]!);
     });
-    const rewrapOne = async (before: string, group: { tags: string[]; root: FetchedManifest }): Promise<RepositoryRewrap> => {
+    const rewrapOne = async (before: string, group: { tags: string[]; root: TaggedRoot }): Promise<RepositoryRewrap> => {
       const tagged = { domain: ref.domain, path: ref.path, tag: group.tags[0]! };
-      const source = RegistrySource.fromFetched(tagged, http, group.root);
+      const source = catalog.source(tagged, group.root);
       // Pushed by digest; each tag is moved below, where a registry that refuses to move one can be answered.
-      const destination = RegistryDestination.over({ domain: ref.domain, path: ref.path }, http);
+      const destination = catalog.destination(ref.path);
       const result = await rewrapImage(source, destination, { ...options, allowNothing: ref.tag === undefined, inPlace: true });
       const r: RepositoryRewrap = { tags: group.tags, before, after: result.root.digest, rewrapped: result.rewrittenLayers, kept: [], added: [] };
-      if (result.rewrittenLayers > 0) await moveTags(client, destination.writtenManifest(r.after)!, r, options.newTagSuffix);
+      if (result.rewrittenLayers > 0) await moveTags(catalog, ref.path, destination.writtenManifest(r.after)!, r, options.newTagSuffix);
       onImage(r);
       return r;
     };
     return await Promise.all([...byDigest].map(([before, group]) => limit(() => rewrapOne(before, group))));
   } finally {
-    await http.close();
+    await catalog.close();
   }
 }
 
@@ -148,15 +145,15 @@ export async function rewrapRepository(
  * still decrypts until the old key version is retired, and the rewrapped one gets the tag plus `suffix` if given.
  * Only a refusal that is not temporary counts: the digest push just succeeded, so it is about the tag.
  */
-async function moveTags(client: RepositoryClient, moved: { bytes: Buffer; mediaType: string }, r: RepositoryRewrap, suffix: string | undefined): Promise<void> {
+async function moveTags(catalog: RegistryCatalog, repository: string, moved: { bytes: Buffer; mediaType: string }, r: RepositoryRewrap, suffix: string | undefined): Promise<void> {
   for (const tag of r.tags) {
     try {
-      await client.putManifest(tag, moved.bytes, moved.mediaType);
+      await catalog.putTag(repository, tag, moved);
     } catch (e) {
       if (!isImagegateError(e) || e.temporary) throw e;
       r.kept.push({ tag, reason: e.message });
       if (suffix === undefined) continue;
-      await client.putManifest(`${tag}${suffix}`, moved.bytes, moved.mediaType);
+      await catalog.putTag(repository, `${tag}${suffix}`, moved);
       r.added.push(`${tag}${suffix}`);
     }
   }
@@ -171,11 +168,11 @@ export async function catalogTargets(hosts: string[], registry: RegistryOptions,
   for (const text of hosts) {
     const domain = text.replace(/^docker:\/\//, '');
     if (domain.includes('/')) throw new ImagegateError('USAGE', `with --repositories, name registries (HOST[:PORT]), not ${text}`);
-    const http = await connectRegistry({ domain, path: '' }, registry);
+    const catalog = await RegistryCatalog.open({ domain, path: '' }, registry);
     try {
-      out.push(...(await catalogRepositories(http, globs)).map((path) => ({ domain, path })));
+      out.push(...(await catalog.repositories(globs)).map((path) => ({ domain, path })));
     } finally {
-      await http.close();
+      await catalog.close();
     }
   }
   return out;

@@ -374,7 +374,7 @@ export async function openDockerArchiveDestination(file: string, ref: string | u
  * and `repositories`. The format has no place for layer annotations, so encrypted images are refused.
  */
 class DockerArchiveDestination extends StagedArchiveDestination {
-  readonly canStoreEncryptedLayers = false;
+  readonly preservesLayerAnnotations = false;
   readonly canStoreIndex = false;
 
   constructor(

@@ -33,7 +33,7 @@ export async function openOciArchiveDestination(file: string, tag: string | unde
 }
 
 class OciArchiveDestination extends StagedArchiveDestination {
-  readonly canStoreEncryptedLayers = true;
+  readonly preservesLayerAnnotations = true;
   readonly canStoreIndex = true;
 
   constructor(

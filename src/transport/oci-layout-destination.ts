@@ -17,7 +17,7 @@ import { stagingDirFor } from './staging-paths.js';
  * that fails before its first write creates nothing at all.
  */
 export class OciLayoutDestination extends LayoutWriterDestination implements ImageDestination {
-  readonly canStoreEncryptedLayers = true;
+  readonly preservesLayerAnnotations = true;
   readonly canStoreIndex = true;
   private committed = false;
 

@@ -34,7 +34,7 @@ export async function openStaging(file: string, description: string): Promise<Ar
  * directory with everything in it; so does a later run's sweep, when this one was killed.
  */
 export abstract class StagedArchiveDestination extends LayoutWriterDestination implements ImageDestination {
-  abstract readonly canStoreEncryptedLayers: boolean;
+  abstract readonly preservesLayerAnnotations: boolean;
   abstract readonly canStoreIndex: boolean;
   protected readonly target: string;
   protected readonly staging: string;

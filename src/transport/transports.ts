@@ -159,8 +159,8 @@ class FileDestination implements ImageDestination {
   get description(): string {
     return this.inner.description;
   }
-  get canStoreEncryptedLayers(): boolean {
-    return this.inner.canStoreEncryptedLayers;
+  get preservesLayerAnnotations(): boolean {
+    return this.inner.preservesLayerAnnotations;
   }
   get canStoreIndex(): boolean {
     return this.inner.canStoreIndex;

@@ -11,7 +11,7 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 500 };
 
 export interface RetryHooks {
-  /** Whether a failure is worth another try; by default our errors marked `temporary`. */
+  /** Whether a failure is worth another try; by default `worthRetrying`. */
   retryable?: (e: unknown) => boolean;
   /** A wait the failure itself asks for (a registry's Retry-After), instead of the backoff. */
   delayFor?: (e: unknown) => number | undefined;
@@ -20,13 +20,26 @@ export interface RetryHooks {
   signal?: AbortSignal;
 }
 
-function isTemporary(e: unknown): boolean {
-  return isImagegateError(e) && e.temporary;
+/** Failures that already used up a retry loop of their own (see `markTriesSpent`). */
+const triesSpent = new WeakSet<object>();
+
+/**
+ * Marks the failure a retry loop gave up on: it stays `temporary` (a later run may well succeed, and logs and
+ * callers may say so), but a retry loop around the one that gave up does not try it again, which would multiply
+ * the tries (a copy's blob retry around a registry request's).
+ */
+export function markTriesSpent(e: object): void {
+  triesSpent.add(e);
+}
+
+/** Our errors marked `temporary`, unless a retry loop already gave up on them. */
+export function worthRetrying(e: unknown): boolean {
+  return isImagegateError(e) && e.temporary && !triesSpent.has(e);
 }
 
 /** Runs `task` until it succeeds, fails for good, or the tries run out, waiting with exponential backoff between tries. */
 export async function retrying<T>(task: (attempt: number) => Promise<T>, policy: RetryPolicy, hooks: RetryHooks = {}): Promise<T> {
-  const retryable = hooks.retryable ?? isTemporary;
+  const retryable = hooks.retryable ?? worthRetrying;
   for (let attempt = 1; ; attempt++) {
     try {
       return await task(attempt);

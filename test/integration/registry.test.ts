@@ -5,7 +5,10 @@
  * Layers are compared by their uncompressed content against the source image's diff_ids.
  */
 import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildOciLayout, randomLayerFiles, readManifestFor, writeBigLayerLayout, type BuiltLayout } from '../support/image-builder.js';
@@ -272,6 +275,43 @@ describe.skipIf(!ready)('docker:// over TLS with htpasswd Basic auth', () => {
     const res = await imagegate(['inspect', `docker://${reg.host}/secure/app:1`, '--creds', `${reg.username}:${reg.password}`], { env });
     expect(res.code, res.stderr).toBe(0);
     expect(res.stdout).toMatch(/3 of 3 layer\(s\) encrypted/);
+  });
+});
+
+describe.skipIf(!ready)('docker:// whose blobs are served by a redirect to storage', () => {
+  let reg: RegistryServer;
+  let storage: http.Server;
+  /** Every request the storage saw, with the Authorization it carried, if any. */
+  const seen: Array<{ url: string; authorization?: string }> = [];
+  beforeAll(async () => {
+    // Storage in front of the registry's own data directory, as an S3 bucket or CDN would be.
+    let dataDir = '';
+    storage = http.createServer((req, res) => {
+      seen.push({ url: req.url!, ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}) });
+      createReadStream(path.join(dataDir, decodeURIComponent(new URL(req.url!, 'http://x').pathname)))
+        .on('error', () => res.writeHead(404).end())
+        .pipe(res);
+    });
+    await new Promise<void>((r) => storage.listen(0, '127.0.0.1', r));
+    reg = (await startRegistry({ htpasswd: true, redirectBlobsTo: `http://127.0.0.1:${(storage.address() as AddressInfo).port}` }))!;
+    dataDir = reg.dataDir;
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await new Promise((r) => storage?.close(r));
+  });
+
+  it("pulls every blob from storage without the registry's credentials", async () => {
+    const creds = ['--creds', `${reg.username}:${reg.password}`, '--insecure'];
+    const ref = `docker://${reg.host}/stored/app:1`;
+    await imagegateOk(['encrypt', `oci:${src.dir}:v1`, ref, '-r', `jwe:${key.publicKeyPath}`, ...creds, '-q']);
+    seen.length = 0;
+    const dec = await testTempDir('redirected-');
+    await imagegateOk(['decrypt', ref, `oci:${dec}:v1`, '-k', key.privateKeyPath, ...creds]);
+    expect(await layerContentDigests(dec, 'v1')).toEqual(diffIds(src));
+    // The config and three layers came from storage, and none of those requests carried the registry's Basic auth.
+    expect(seen.filter((r) => r.url.startsWith('/docker/registry/v2/blobs/sha256/'))).toHaveLength(4);
+    expect(seen.filter((r) => r.authorization !== undefined)).toEqual([]);
   });
 });
 

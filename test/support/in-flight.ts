@@ -39,7 +39,7 @@ export class InFlightMeter {
     };
     return {
       description: destination.description,
-      canStoreEncryptedLayers: destination.canStoreEncryptedLayers,
+      preservesLayerAnnotations: destination.preservesLayerAnnotations,
       canStoreIndex: destination.canStoreIndex,
       reuseBlob: (blob, source) => destination.reuseBlob(blob, source),
       putBlob,

@@ -60,6 +60,11 @@ export interface RegistryServerOptions {
    * credentials get 401. Takes precedence over `htpasswd` (the registry allows one access controller).
    */
   tokenAuth?: boolean;
+  /**
+   * Serve blob GETs as a 307 to `<origin>/docker/registry/v2/blobs/…/data` (docker-registry's `redirect` storage
+   * middleware), as registries backed by S3 or a CDN do; the server at `origin` must serve the data directory.
+   */
+  redirectBlobsTo?: string;
 }
 
 /** One GET /token the token server answered. */
@@ -129,7 +134,7 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
     const configFile = path.join(work.path, 'config.yml');
-    await writeFile(configFile, registryConfig({ dataDir, host, tls, authYaml }));
+    await writeFile(configFile, registryConfig({ dataDir, host, tls, authYaml, redirectBlobsTo: options.redirectBlobsTo }));
 
     const proc = new RegistryProcess(bin, configFile, `${tls ? 'https' : 'http'}://${host}`, tls?.caPem);
     await proc.start();
@@ -196,7 +201,7 @@ function yamlString(value: string): string {
   return JSON.stringify(value);
 }
 
-function registryConfig(c: { dataDir: string; host: string; tls: TlsFiles | undefined; authYaml: string }): string {
+function registryConfig(c: { dataDir: string; host: string; tls: TlsFiles | undefined; authYaml: string; redirectBlobsTo: string | undefined }): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -225,6 +230,9 @@ function registryConfig(c: { dataDir: string; host: string; tls: TlsFiles | unde
     );
   }
   if (c.authYaml) lines.push(c.authYaml);
+  if (c.redirectBlobsTo !== undefined) {
+    lines.push('middleware:', '  storage:', '    - name: redirect', '      options:', `        baseurl: ${yamlString(c.redirectBlobsTo)}`);
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -4,23 +4,18 @@ import { isDigest, sha256Digest, type Digest } from '../../image/digest.js';
 import type { Descriptor } from '../../image/descriptor.js';
 import { MAX_MANIFEST_BYTES } from '../../image/manifest.js';
 import { MediaType } from '../../image/media-types.js';
-import { matchesAnyGlob } from '../../util/glob.js';
 import { readAll } from '../../util/streams.js';
-import { headerValue, readCapped, type RegistryHttp, type RegistryResponse } from './http.js';
+import type { RegistryHttp, RegistryResponse } from './http.js';
+import { headerValue, readCapped } from './response.js';
 
 /** Every manifest type we read; registries pick what to send from this (docker-registry 2.8 hides OCI ones otherwise). */
-export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest].join(', ');
+const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest].join(', ');
 
 const OCTET_STREAM = 'application/octet-stream';
 
 export interface FetchedManifest {
   bytes: Buffer;
   descriptor: Descriptor;
-}
-
-export interface StoredBlob {
-  digest: Digest;
-  size: number;
 }
 
 /** An open upload session: the registry's latest Location for it. */
@@ -282,13 +277,4 @@ export async function listRepositories(http: RegistryHttp, signal?: AbortSignal)
     url = next !== null ? new URL(next[1]!, res.url) : undefined;
   }
   return out;
-}
-
-/**
- * The registry's repositories (its catalog), sorted, keeping those whose path matches one of `globs` (`*` within a
- * segment, `**` across), or all of them without globs: how a registry too large for one run is split into shards.
- */
-export async function catalogRepositories(http: RegistryHttp, globs: readonly string[]): Promise<string[]> {
-  const all = (await listRepositories(http)).sort();
-  return globs.length === 0 ? all : all.filter((r) => matchesAnyGlob(r, globs));
 }

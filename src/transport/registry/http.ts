@@ -1,12 +1,17 @@
 import type { Readable } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
 import { loadUndici } from '../../util/load-undici.js';
-import { ImagegateError, isImagegateError } from '../../errors.js';
 import { DEFAULT_RETRY, retrying, type RetryPolicy } from '../../util/retry.js';
 import { RegistryAuth, MAX_TOKEN_BODY_BYTES, type TokenRequest, type TokenResponse } from './auth.js';
-import { parseAuthenticate } from './challenge.js';
 import type { RegistryCredentials } from './credentials.js';
-import { MAX_ERROR_BODY_BYTES, networkError, registryResponseError, type RequestContext } from './registry-error.js';
+import { authorizing } from './interceptors/authorization.js';
+import { pingingFirst } from './interceptors/ping.js';
+import { MAX_REDIRECTS, refusingPlainHttpRedirects } from './interceptors/redirect-guard.js';
+import { registryErrors } from './interceptors/registry-errors.js';
+import { composable, type RegistryDispatchOptions, type RegistryRequestFacts } from './interceptors/registry-request.js';
+import { registryRetryOptions } from './interceptors/retry-policy.js';
+import { networkError, registryResponseError, type RequestContext } from './registry-error.js';
+import { readCapped } from './response.js';
 import { trustedContext } from './trust.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
@@ -35,9 +40,6 @@ export interface RegistryResponse {
   url: URL;
 }
 
-const MAX_REDIRECTS = 5;
-const MAX_RETRY_AFTER_MS = 60_000;
-
 export interface RegistryHostOptions {
   /** host[:port] to connect to (docker.io is already mapped to its API host). */
   host: string;
@@ -53,9 +55,16 @@ export interface RegistryHostOptions {
 
 /**
  * HTTP to one registry host: one undici connection pool (HTTP/1.1: HTTP/2's default flow-control windows throttle
- * large pushes), authorization from a ping and 401 challenges, retries with backoff for requests whose body can be
- * sent again, redirects followed without carrying credentials to another origin, and registry errors turned into
- * messages that say what to do.
+ * large pushes) with the registry's request chain composed around it as interceptors, outermost first:
+ *
+ * 1. `pingingFirst`: `GET /v2/` once, to learn how the registry authenticates and fail early when it is unreachable;
+ * 2. undici's `retry`, deciding by `registryRetryOptions`: temporary failures again, with backoff or Retry-After,
+ *    when the body can be sent again;
+ * 3. `registryErrors`: a status the request does not expect, or a failure before any response, becomes an
+ *    ImagegateError that says what to do (and whether it is temporary);
+ * 4. undici's `redirect`, for reads only, stripping Authorization from a hop to another origin;
+ * 5. `refusingPlainHttpRedirects`: no hop from TLS to plain HTTP;
+ * 6. `authorizing`: the registry's authorization on requests to its own origin, and one more try on a 401 challenge.
  */
 export class RegistryHttp {
   readonly host: string;
@@ -63,8 +72,8 @@ export class RegistryHttp {
   readonly retry: RetryPolicy;
   private readonly agentOptions: Agent.Options;
   private agentCreated: Promise<Agent> | undefined;
+  private chain: Promise<Dispatcher> | undefined;
   private readonly auth: RegistryAuth;
-  private pinged: Promise<void> | undefined;
 
   constructor(options: RegistryHostOptions) {
     this.host = options.host;
@@ -88,94 +97,45 @@ export class RegistryHttp {
     return (this.agentCreated ??= loadUndici().then(({ Agent }) => new Agent(this.agentOptions)));
   }
 
+  /** The pool with the request chain around it (see the class comment; `compose` takes the innermost first). */
+  private dispatcher(): Promise<Dispatcher> {
+    return (this.chain ??= Promise.all([loadUndici(), this.agent()]).then(([{ interceptors }, agent]) =>
+      agent.compose(
+        composable(authorizing(this.auth, this.base.origin)),
+        composable(refusingPlainHttpRedirects(this.base, this.host)),
+        interceptors.redirect({ maxRedirections: MAX_REDIRECTS, throwOnMaxRedirect: true }),
+        composable(registryErrors(this.host)),
+        interceptors.retry(registryRetryOptions(this.retry)),
+        composable(pingingFirst({ agent, base: this.base, host: this.host, auth: this.auth, retry: this.retry })),
+      ),
+    ));
+  }
+
   /** Sends a request, expecting one of `req.expect`; the caller must consume or dump the body. */
   async send(req: RegistryRequest): Promise<RegistryResponse> {
-    await this.ping(req.signal);
-    const replayable = req.body === undefined || Buffer.isBuffer(req.body);
-    const ctx: RequestContext = { method: req.method, what: req.what, host: this.host };
-    const retryAfter = new WeakMap<object, number>();
-    return retrying(
-      async () => {
-        let res: RegistryResponse;
-        try {
-          res = await this.authorized(req, replayable);
-        } catch (e) {
-          throw req.signal?.aborted === true ? e : networkError(e, ctx);
-        }
-        if (req.expect.includes(res.status)) return res;
-        const wait = headerValue(res.headers, 'retry-after');
-        const failure = registryResponseError(res.status, await readCapped(res.body, MAX_ERROR_BODY_BYTES), ctx, wait);
-        const ms = parseRetryAfter(wait);
-        if (ms !== undefined) retryAfter.set(failure, ms);
-        throw failure;
-      },
+    const url = new URL(req.url, this.base);
+    const registry: RegistryRequestFacts = {
+      expect: req.expect,
+      scopes: req.scopes,
+      what: req.what,
       // A streamed body is gone once sent; the copy driver retries the whole blob instead.
-      replayable ? this.retry : { ...this.retry, attempts: 1 },
-      { delayFor: (e) => (typeof e === 'object' && e !== null ? retryAfter.get(e) : undefined), signal: req.signal },
-    ).catch((e: unknown) => {
-      // Tried as often as allowed already: callers must not multiply the retries.
-      if (!replayable || !isImagegateError(e) || !e.temporary || this.retry.attempts <= 1) throw e;
-      throw new ImagegateError(e.code, `${e.message} (tried ${this.retry.attempts} times)`, { cause: e });
-    });
-  }
-
-  /** `GET /v2/` once per host: learns how the registry wants to be authenticated, and fails early when it cannot be reached. */
-  private ping(signal: AbortSignal | undefined): Promise<void> {
-    const ctx: RequestContext = { method: 'GET', what: `connect to registry ${this.host}`, host: this.host };
-    this.pinged ??= retrying(
-      async () => {
-        let res: Dispatcher.ResponseData;
-        try {
-          res = await (await loadUndici()).request(new URL('/v2/', this.base), { method: 'GET', dispatcher: await this.agent(), signal });
-        } catch (e) {
-          throw networkError(e, ctx);
-        }
-        const body = await readCapped(res.body, MAX_ERROR_BODY_BYTES);
-        if (res.statusCode === 401) this.auth.learn(parseAuthenticate(headerValue(res.headers, 'www-authenticate') ?? ''));
-        else if (res.statusCode !== 200) throw registryResponseError(res.statusCode, body, ctx);
-      },
-      this.retry,
-      { signal },
-    );
-    // A failed ping is tried again by the next request rather than remembered forever.
-    this.pinged.catch(() => (this.pinged = undefined));
-    return this.pinged;
-  }
-
-  /** One try: with authorization, re-authorizing once on a 401 challenge when the body can be sent again. */
-  private async authorized(req: RegistryRequest, replayable: boolean): Promise<RegistryResponse> {
-    let scopes = req.scopes;
-    let authorization = await this.auth.header(scopes);
-    let res = await this.follow(req, authorization);
-    if (res.status !== 401 || !replayable) return res;
-    const challenge = headerValue(res.headers, 'www-authenticate');
-    if (challenge === undefined) return res;
-    const next = this.auth.rechallenged(parseAuthenticate(challenge), scopes, authorization !== undefined);
-    if (!next.retry) return res;
-    await res.body.dump();
-    scopes = next.scopes;
-    authorization = await this.auth.header(scopes);
-    res = await this.follow(req, authorization);
-    return res;
-  }
-
-  /** Sends, following redirects for reads; Authorization goes only to the registry's own origin. */
-  private async follow(req: RegistryRequest, authorization: string | undefined): Promise<RegistryResponse> {
-    let url = new URL(req.url, this.base);
-    for (let hop = 0; ; hop++) {
-      const headers: Record<string, string> = { ...req.headers };
-      if (authorization !== undefined && url.origin === this.base.origin) headers.authorization = authorization;
-      const res = await (await loadUndici()).request(url, { method: req.method, headers, body: req.body ?? null, dispatcher: await this.agent(), signal: req.signal });
-      const location = headerValue(res.headers, 'location');
-      const redirect = [301, 302, 303, 307, 308].includes(res.statusCode) && location !== undefined;
-      if (!redirect || (req.method !== 'GET' && req.method !== 'HEAD')) return { status: res.statusCode, headers: res.headers, body: res.body, url };
-      await res.body.dump();
-      if (hop >= MAX_REDIRECTS) throw new ImagegateError('REGISTRY', `${req.what}: registry ${this.host} redirected more than ${MAX_REDIRECTS} times`);
-      url = new URL(location, url);
-      if (url.protocol !== 'https:' && url.protocol !== this.base.protocol) {
-        throw new ImagegateError('REGISTRY', `${req.what}: registry ${this.host} redirected to a plain-HTTP URL ${url.origin}; refusing`);
-      }
-    }
+      replayable: req.body === undefined || Buffer.isBuffer(req.body),
+      origin: url.origin,
+    };
+    const { request } = await loadUndici();
+    const options: Omit<RegistryDispatchOptions, 'origin' | 'path'> & { dispatcher: Dispatcher; maxRedirections?: number } = {
+      method: req.method,
+      headers: req.headers ?? {},
+      body: req.body ?? null,
+      ...(req.signal !== undefined ? { signal: req.signal } : {}),
+      dispatcher: await this.dispatcher(),
+      // Only reads follow redirects: a write answered with one fails as the registry's refusal.
+      ...(req.method === 'GET' || req.method === 'HEAD' ? {} : { maxRedirections: 0 }),
+      registry,
+    };
+    // undici's request() hands its options to the dispatcher whole, `registry` and `maxRedirections` included.
+    const res = await request(url, options as Parameters<typeof request>[1]);
+    return { status: res.statusCode, headers: res.headers, body: res.body, url: lastUrl(res.context) ?? url };
   }
 
   private fetchToken(r: TokenRequest): Promise<TokenResponse> {
@@ -194,26 +154,8 @@ export class RegistryHttp {
   }
 }
 
-/** A header's single value (the first, when a server repeats it). */
-export function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** Reads at most `limit` bytes of a body as text and discards the rest, so the connection can be reused. */
-export async function readCapped(body: Readable, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (size < limit) chunks.push(chunk.subarray(0, limit - size));
-    size += chunk.length;
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseRetryAfter(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const seconds = Number(value);
-  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
-  return Number.isFinite(ms) && ms >= 0 ? Math.min(ms, MAX_RETRY_AFTER_MS) : undefined;
+/** Where a response came from after redirects: undici's redirect interceptor lists every URL it asked. */
+function lastUrl(context: object | undefined): URL | undefined {
+  const history = (context as { history?: unknown } | undefined)?.history;
+  return Array.isArray(history) && history.at(-1) instanceof URL ? (history.at(-1) as URL) : undefined;
 }

@@ -1,5 +1,5 @@
 import { ImagegateError } from '../../errors.js';
-import { canonicalDomain, DEFAULT_DOMAIN, formatImageReference, isLoopbackHost, parseImageReference, type ImageReference } from '../../image/reference.js';
+import { canonicalDomain, DEFAULT_DOMAIN, formatImageReference, isLoopbackHost, type ImageReference } from '../../image/reference.js';
 import type { RetryPolicy } from '../../util/retry.js';
 import { findCredentials, type RegistryCredentials } from './credentials.js';
 import { RegistryHttp } from './http.js';
@@ -21,11 +21,6 @@ export interface RegistryOptions {
 
 /** Docker Hub's API lives on another host than the name users write. */
 const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
-
-/** Parses what follows `docker://`: a docker reference such as `registry.example:5000/team/app:1.0`. */
-export function parseRegistryReference(text: string): ImageReference {
-  return parseImageReference(text);
-}
 
 /** Opens HTTP to the registry that `ref` names, with the credentials that apply to it. */
 export async function connectRegistry(ref: ImageReference, options: RegistryOptions): Promise<RegistryHttp> {

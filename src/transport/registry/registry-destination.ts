@@ -38,7 +38,7 @@ const CLEAN_STOP_MS = 10_000;
  * offset", and its cancel then fails because the session was already closed), so the partial data would stay.
  */
 export class RegistryDestination implements ImageDestination {
-  readonly canStoreEncryptedLayers = true;
+  readonly preservesLayerAnnotations = true;
   readonly canStoreIndex = true;
   private readonly manifests = new Map<string, { bytes: Buffer; mediaType: string }>();
   /** Uploads in progress, cancelled on abort so the registry can drop them early. */

@@ -23,7 +23,7 @@ export const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const TEMPORARY_CODES = new Set(['BLOB_UPLOAD_INVALID', 'TOOMANYREQUESTS', 'UNKNOWN', 'UNAVAILABLE']);
 const TEMPORARY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 
-export function parseDiagnostics(body: string): RegistryDiagnostic[] {
+function parseDiagnostics(body: string): RegistryDiagnostic[] {
   try {
     const json: unknown = JSON.parse(body);
     if (typeof json !== 'object' || json === null || !Array.isArray((json as { errors?: unknown }).errors)) return [];

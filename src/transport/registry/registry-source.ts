@@ -6,7 +6,8 @@ import { MAX_MANIFEST_BYTES } from '../../image/manifest.js';
 import type { ImageReference } from '../../image/reference.js';
 import { readVerifiedBlob, verifiedBlobStream } from '../verified-blob.js';
 import { RepositoryClient, type FetchedManifest } from './client.js';
-import { headerValue, type RegistryHttp } from './http.js';
+import type { RegistryHttp } from './http.js';
+import { headerValue } from './response.js';
 import { connectRegistry, describeRegistryReference, type RegistryOptions } from './location.js';
 import { networkError } from './registry-error.js';
 

@@ -229,7 +229,7 @@ describe('docker-archive destination', () => {
     const image = await makeImage([{ seed: 'l1', gzip: true }, { seed: 'l2' }, { seed: 'l1', gzip: true }]);
     const file = path.join(d, 'saved.tar');
     const dest = await openDockerArchiveDestination(file, 'example.com/team/app:1.0', `docker-archive:${file}:example.com/team/app:1.0`);
-    expect(dest.canStoreEncryptedLayers).toBe(false);
+    expect(dest.preservesLayerAnnotations).toBe(false);
     expect(dest.canStoreIndex).toBe(false);
     await putImage(image, dest);
     expect(await readdir(d)).toEqual(['saved.tar']);

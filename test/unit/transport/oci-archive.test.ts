@@ -85,7 +85,7 @@ describe('oci-archive destination', () => {
     const image = await makeImage([{ seed: 'one', gzip: true }, { seed: 'two' }, { seed: 'one', gzip: true }]);
     const file = path.join(d, 'out.tar');
     const dest = await openOciArchiveDestination(file, 'v1', `oci-archive:${file}:v1`);
-    expect(dest.canStoreEncryptedLayers).toBe(true);
+    expect(dest.preservesLayerAnnotations).toBe(true);
     expect(dest.canStoreIndex).toBe(true);
     await putImage(image, dest);
     expect(await readdir(d)).toEqual(['out.tar']); // no staging directory or temp file left
