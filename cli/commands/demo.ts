@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { runQuickstart } from '../../src/ops/quickstart.js';
+import { runQuickstart } from '../../src/demo/quickstart.js';
 import { info } from '../run.js';
 import { formatReport } from './inspect.js';
 

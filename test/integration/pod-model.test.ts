@@ -11,7 +11,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeSampleImage } from '../../src/ops/sample-image.js';
+import { writeSampleImage } from '../../src/demo/sample-image.js';
 import { CLI, imagegate, imagegateOk } from '../support/imagegate.js';
 import { findOpenBao, startOpenBao, type OpenBaoServer } from '../support/openbao.js';
 import { makeTlsFiles, startRegistry, type RegistryServer } from '../support/registry-server.js';

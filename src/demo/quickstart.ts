@@ -7,9 +7,9 @@ import { generateKeyPairFiles } from '../crypto/keygen.js';
 import { prepareRecipients } from '../crypto/recipients.js';
 import { Keyring } from '../crypto/schemes/keyring.js';
 import { openDestination, withSource } from '../transport/transports.js';
-import { decryptImage } from './decrypt.js';
-import { encryptImage } from './encrypt.js';
-import { inspectImage, type InspectReport } from './inspect.js';
+import { decryptImage } from '../ops/decrypt.js';
+import { encryptImage } from '../ops/encrypt.js';
+import { inspectImage, type InspectReport } from '../ops/inspect.js';
 import { writeSampleImage } from './sample-image.js';
 
 export interface QuickstartReport {
