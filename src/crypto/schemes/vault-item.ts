@@ -75,8 +75,12 @@ export function bindingContext(binding: string): Buffer {
 
 /** What the item names, without any key: the Transit key, the version its ciphertext is at, the repository. */
 export function referenceOf(item: Buffer, where: string): WrappedKeyReference {
-  const { wrapped: w, labelledVersion } = parseVaultItem(item, where);
-  return { key: formatTransitKey({ mount: w.mount, name: w.key }), version: w.version, binding: w.binding, ...(labelledVersion !== undefined ? { tampered: true as const } : {}) };
+  const { wrapped, labelledVersion } = parseVaultItem(item, where);
+  return { ...referenceOfWrapped(wrapped), ...(labelledVersion !== undefined ? { tampered: true as const } : {}) };
+}
+
+export function referenceOfWrapped(w: VaultWrappedKey): WrappedKeyReference {
+  return { key: formatTransitKey({ mount: w.mount, name: w.key }), version: w.version, binding: w.binding };
 }
 
 /** Safe to show without any key: which Transit key, which version (the ciphertext's), which repository. */

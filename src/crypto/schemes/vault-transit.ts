@@ -1,10 +1,10 @@
 import { ImagegateError } from '../../errors.js';
 import { canonicalBindingName } from '../../image/reference.js';
-import { formatTransitKey, parseTransitKey, type TransitKey } from '../../vault/transit-key.js';
+import { parseTransitKey, type TransitKey } from '../../vault/transit-key.js';
 import { KEYS_ANNOTATION_PREFIX } from '../layer-options.js';
 import type { KeyProviderDefaults, KeyProviderScheme, KeyScheme, LayerKeyWrapper, RecipientContext, RewrapRequest, RewrapResult } from './key-scheme.js';
 import { keyringSlot, type Keyring } from './keyring.js';
-import { decodeVaultItem, describeVaultItem, encodeVaultItem, referenceOf } from './vault-item.js';
+import { decodeVaultItem, describeVaultItem, encodeVaultItem, referenceOf, referenceOfWrapped } from './vault-item.js';
 import type { VaultLayerKeys } from './vault-layer-keys.js';
 
 /**
@@ -33,7 +33,6 @@ class VaultTransitScheme implements KeyScheme {
   readonly unwrapHint = 'Its key is wrapped by Vault: pass --vault (with VAULT_ADDR and credentials).';
 
   async recipients(values: readonly string[], context: RecipientContext): Promise<LayerKeyWrapper> {
-    const keys = values.map(parseTransitKey);
     const binding = context.binding;
     if (binding === undefined) {
       throw new ImagegateError(
@@ -41,8 +40,12 @@ class VaultTransitScheme implements KeyScheme {
         'vault: recipients bind each layer key to the repository it is pushed to; push to docker://HOST/REPO, or name the repository with --bind HOST/REPO',
       );
     }
-    const transit = await transitOf(context.keyring, 'wrap layer keys with vault: recipients');
-    // One item per key: each Transit key unwraps on its own, and a Vault batch gathers every layer's call per key.
+    return this.wrapperFor(values.map(parseTransitKey), binding, context.keyring);
+  }
+
+  /** One item per key: each Transit key unwraps on its own, and a Vault batch gathers every layer's call per key. */
+  async wrapperFor(keys: readonly TransitKey[], binding: string, keyring: Keyring): Promise<LayerKeyWrapper> {
+    const transit = await transitOf(keyring, 'wrap layer keys with vault: recipients');
     return { scheme: this, count: keys.length, wrap: (privateOptions) => Promise.all(keys.map((key) => transit.wrap(privateOptions, key, binding))) };
   }
 
@@ -79,16 +82,15 @@ class VaultTransitScheme implements KeyScheme {
       request.bindTo !== undefined && request.bindTo !== canonicalBindingName(before.binding)
         ? await transit.rebind(before, request.bindTo, request.where)
         : await transit.rewrap(before, request.where);
-    const reference = (w: typeof before) => ({ key: formatTransitKey({ mount: w.mount, name: w.key }), version: w.version, binding: w.binding });
-    return { item: encodeVaultItem(after), from: reference(before), to: reference(after) };
+    return { item: encodeVaultItem(after), from: referenceOfWrapped(before), to: referenceOfWrapped(after) };
   }
 
   readonly provider: KeyProviderScheme = {
     name: VAULT_PROVIDER_NAME,
     recipientUsage: `${PROVIDER_RECIPIENT}:[MOUNT/]KEY`,
-    async wrap(optsData: Buffer, parameter: string | undefined, keyring: Keyring, defaults: KeyProviderDefaults): Promise<Buffer> {
+    wrap: async (optsData: Buffer, parameter: string | undefined, keyring: Keyring, defaults: KeyProviderDefaults): Promise<Buffer> => {
       const { key, binding } = providerRecipient(parameter, defaults);
-      const [item] = await (await vaultTransitScheme.recipients([formatTransitKey(key)], { binding, keyring })).wrap(optsData);
+      const [item] = await (await this.wrapperFor([key], binding, keyring)).wrap(optsData);
       return item!;
     },
   };

@@ -1,6 +1,7 @@
-import type { WrappedKeyReference } from '../../../src/crypto/schemes/key-scheme.js';
 import { describe, expect, it } from 'vitest';
+import type { WrappedKeyReference } from '../../../src/crypto/schemes/key-scheme.js';
 import { evaluate } from '../../../src/policy/evaluate.js';
+import { protectingPolicy } from '../../support/admission-policy.js';
 import type {
   AdmissionPolicy,
   AdmissionSubject,
@@ -23,17 +24,7 @@ function rule(over: Partial<RepositoryRule> = {}): RepositoryRule {
 }
 
 function policy(over: Partial<AdmissionPolicy> = {}): AdmissionPolicy {
-  return {
-    apiVersion: 'imagegate.dev/v1alpha1',
-    kind: 'AdmissionPolicy',
-    mode: 'enforce',
-    runtimeModel: 'node',
-    failurePolicy: 'closed',
-    namespaces: { include: ['*'], exempt: ['kube-system'] },
-    repositories: [rule()],
-    insecureRegistries: [],
-    ...over,
-  };
+  return protectingPolicy(rule().match, { namespaces: { include: ['*'], exempt: ['kube-system'] }, repositories: [rule()], ...over });
 }
 
 function vaultKey(over: Partial<WrappedKeyReference> = {}): WrappedKeyReference {
