@@ -203,6 +203,8 @@ export class StreamHash {
   private head: Uint8Array[] = [];
   private headBytes = 0;
   private remote: { thread: HashThread; id: number } | undefined;
+  /** No thread could take the stream (one core): it is hashed here to the end, and nothing more is kept. */
+  private staysInline = false;
   private digestWaiter: { resolve: (hex: string) => void; reject: (e: Error) => void } | undefined;
   private failure: Error | undefined;
 
@@ -215,12 +217,22 @@ export class StreamHash {
 
   update(chunk: Uint8Array): Promise<void> | undefined {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.staysInline) {
+      this.inline!.update(chunk);
+      return undefined;
+    }
     if (this.remote === undefined) {
       this.inline!.update(chunk);
       // A copy: the caller may reuse its buffer once this returns.
       this.head.push(Uint8Array.prototype.slice.call(chunk));
       this.headBytes += chunk.length;
-      if (this.headBytes <= INLINE_LIMIT || !this.moveToThread()) return undefined;
+      if (this.headBytes <= INLINE_LIMIT) return undefined;
+      if (!this.moveToThread()) {
+        // The head was kept only to hand it to a worker; without one it would grow with the layer.
+        this.staysInline = true;
+        this.close();
+        return undefined;
+      }
       // The kept head (this chunk included) now goes to the worker; nothing more to copy of this chunk.
       const head = this.head;
       this.head = [];
@@ -245,6 +257,7 @@ export class StreamHash {
   /** Releases the worker's share of this stream (on errors and early ends; `digest` does it on success). */
   close(): void {
     this.head = [];
+    this.headBytes = 0;
     if (this.remote !== undefined) this.remote.thread.close(this.remote.id);
   }
 
