@@ -64,12 +64,19 @@ export class ImagegateError extends Error {
   /** True when the same request may succeed if tried again (a 503, a reset connection); retries look at this. */
   readonly temporary: boolean;
   readonly fields: Readonly<ErrorFields>;
+  /**
+   * A retry loop already gave up on this failure: it stays `temporary` (a later run may well succeed), but a retry
+   * loop around that one must not try it again, which would multiply the tries (a copy's blob retry around a
+   * registry request's).
+   */
+  readonly triesSpent: boolean;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; temporary?: boolean; fields?: ErrorFields }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; temporary?: boolean; fields?: ErrorFields; triesSpent?: boolean }) {
     super(message, options);
     this.code = code;
     this.temporary = options?.temporary ?? false;
     this.fields = options?.fields ?? {};
+    this.triesSpent = options?.triesSpent ?? false;
   }
 
   /**
@@ -77,7 +84,12 @@ export class ImagegateError extends Error {
    * kept, new fields added, and this error becomes the cause.
    */
   within(message: (inner: string) => string, fields: ErrorFields = {}): ImagegateError {
-    return new ImagegateError(this.code, message(this.message), { cause: this, temporary: this.temporary, fields: { ...this.fields, ...fields } });
+    return new ImagegateError(this.code, message(this.message), { cause: this, temporary: this.temporary, fields: { ...this.fields, ...fields }, triesSpent: this.triesSpent });
+  }
+
+  /** The failure a retry loop ends with after `attempts` tries: says so, and is marked `triesSpent`. */
+  afterTries(attempts: number): ImagegateError {
+    return new ImagegateError(this.code, `${this.message} (tried ${attempts} times)`, { cause: this, temporary: this.temporary, fields: this.fields, triesSpent: true });
   }
 
   get exitCode(): number {

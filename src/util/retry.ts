@@ -20,21 +20,9 @@ export interface RetryHooks {
   signal?: AbortSignal;
 }
 
-/** Failures that already used up a retry loop of their own (see `markTriesSpent`). */
-const triesSpent = new WeakSet<object>();
-
-/**
- * Marks the failure a retry loop gave up on: it stays `temporary` (a later run may well succeed, and logs and
- * callers may say so), but a retry loop around the one that gave up does not try it again, which would multiply
- * the tries (a copy's blob retry around a registry request's).
- */
-export function markTriesSpent(e: object): void {
-  triesSpent.add(e);
-}
-
 /** Our errors marked `temporary`, unless a retry loop already gave up on them. */
 export function worthRetrying(e: unknown): boolean {
-  return isImagegateError(e) && e.temporary && !triesSpent.has(e);
+  return isImagegateError(e) && e.temporary && !e.triesSpent;
 }
 
 /** Runs `task` until it succeeds, fails for good, or the tries run out, waiting with exponential backoff between tries. */

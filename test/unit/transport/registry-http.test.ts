@@ -11,6 +11,7 @@ import { parseAuthenticate } from '../../../src/transport/registry/challenge.js'
 import { RegistryHttp } from '../../../src/transport/registry/http.js';
 import { RepositoryClient } from '../../../src/transport/registry/client.js';
 import { worthRetrying } from '../../../src/util/retry.js';
+import type { ImagegateError } from '../../../src/errors.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 type Seen = { method: string; url: string; auth?: string; range?: string };
@@ -77,6 +78,8 @@ describe('RegistryHttp', () => {
     // Still temporary (a later run may succeed), but spent: a retry loop around this one does not try it again.
     expect(err).toMatchObject({ code: 'REGISTRY', temporary: true });
     expect(worthRetrying(err)).toBe(false);
+    // Said of a layer further up, it is still spent.
+    expect(worthRetrying((err as ImagegateError).within((m) => `layer 0: ${m}`, { layer: 'layer 0' }))).toBe(false);
     expect((err as Error).message).toMatch(/HTTP 503.*tried 3 times/);
     await client.http.close();
   });

@@ -1,6 +1,6 @@
 import type { RetryHandler } from 'undici';
-import { ImagegateError, isImagegateError } from '../../../errors.js';
-import { markTriesSpent, worthRetrying, type RetryPolicy } from '../../../util/retry.js';
+import { isImagegateError } from '../../../errors.js';
+import { worthRetrying, type RetryPolicy } from '../../../util/retry.js';
 import { requestedDelay } from './registry-errors.js';
 import type { RegistryDispatchOptions } from './registry-request.js';
 
@@ -34,7 +34,5 @@ export function registryRetryOptions(policy: RetryPolicy): RetryHandler.RetryOpt
  */
 function gaveUp(error: Error, replayable: boolean, policy: RetryPolicy): Error {
   if (!replayable || !isImagegateError(error) || !error.temporary || policy.attempts <= 1) return error;
-  const spent = new ImagegateError(error.code, `${error.message} (tried ${policy.attempts} times)`, { cause: error, temporary: error.temporary });
-  markTriesSpent(spent);
-  return spent;
+  return error.afterTries(policy.attempts);
 }
