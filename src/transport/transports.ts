@@ -132,17 +132,14 @@ export async function openDestination(text: string, options: TransportOptions = 
   if (r.transport !== 'oci' && kind === 'directory') {
     throw new ImagegateError('DESTINATION', `${text}: ${r.path} is a directory; an archive is a file (choose a new file name), and an OCI layout directory is written with oci:${r.path}`);
   }
-  try {
-    const opened =
-      r.transport === 'oci'
-        ? await OciLayoutDestination.open(r.path, r.ref, text)
-        : r.transport === 'oci-archive'
-          ? await openOciArchiveDestination(r.path, r.ref, text)
-          : await openDockerArchiveDestination(r.path, r.ref, text);
-    return new FileDestination(opened, r.path);
-  } catch (e) {
-    throw isNoSpace(e) ? noSpaceError(e, r.path, text) : e;
-  }
+  // Opening writes nothing (staging is made on the first write), so a full disk surfaces in FileDestination.
+  const opened =
+    r.transport === 'oci'
+      ? await OciLayoutDestination.open(r.path, r.ref, text)
+      : r.transport === 'oci-archive'
+        ? await openOciArchiveDestination(r.path, r.ref, text)
+        : await openDockerArchiveDestination(r.path, r.ref, text);
+  return new FileDestination(opened, r.path);
 }
 
 /**

@@ -15,7 +15,7 @@
 const releasable = new WeakSet<ArrayBuffer>();
 
 /** ES2024's ArrayBuffer.prototype.transfer, which the ES2023 library types lack. */
-type Transferable = ArrayBuffer & { transfer(newLength?: number): ArrayBuffer };
+export type TransferableBuffer = ArrayBuffer & { transfer(newLength?: number): ArrayBuffer };
 
 /** Marks a chunk its producer will never read or write again; only a whole, unshared ArrayBuffer qualifies. */
 export function markReleasable<T extends Uint8Array>(chunk: T): T {
@@ -32,5 +32,5 @@ export function claimChunk(chunk: Uint8Array): void {
 /** For the last reader of `chunk`: frees it now if its producer marked it and nobody claimed it. */
 export function releaseChunk(chunk: Uint8Array): void {
   const buffer = chunk.buffer;
-  if (buffer instanceof ArrayBuffer && releasable.delete(buffer)) (buffer as Transferable).transfer(0);
+  if (buffer instanceof ArrayBuffer && releasable.delete(buffer)) (buffer as TransferableBuffer).transfer(0);
 }

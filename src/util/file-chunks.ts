@@ -1,8 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
-import { markReleasable, releaseChunk } from './chunk-release.js';
+import { markReleasable, releaseChunk, type TransferableBuffer } from './chunk-release.js';
 
-type TransferableBuffer = ArrayBuffer & { transfer(newLength?: number): ArrayBuffer };
 
 /**
  * Reads a file as chunks of `chunkBytes` that later stages may free when done (chunk-release.ts): each chunk is a

@@ -297,14 +297,20 @@ describe.skipIf(!ready)('Vault Transit recipients (OpenBao)', () => {
     expect(session.roundTrips).toBe(4);
 
     // Renewal: a renewable token with room to grow is renewed at two thirds of its life, without a new login.
-    await bao.api('POST', 'auth/approle/role/renewable', { token_policies: ['ci-wrap'], token_ttl: '3s', token_max_ttl: '1m' });
+    // Margins of seconds on each side, so a loaded machine's late timers do not decide the outcome.
+    const ttlMs = 10_000;
+    await bao.api('POST', 'auth/approle/role/renewable', { token_policies: ['ci-wrap'], token_ttl: `${ttlMs / 1000}s`, token_max_ttl: '1m' });
     const rid = (await bao.api('GET', 'auth/approle/role/renewable/role-id')).data.role_id as string;
     const sid = (await bao.api('POST', 'auth/approle/role/renewable/secret-id', {})).data.secret_id as string;
     const renewing = new VaultSession({ address: bao.address, auth: { method: 'approle', mount: 'approle', roleId: rid, secretId: sid } });
+    const loggedInAt = Date.now();
     await renewing.ensureLoggedIn();
+    const loginTrips = renewing.roundTrips;
     const errors: string[] = [];
     renewing.startRenewal((e) => errors.push(e.message));
-    await new Promise((r) => setTimeout(r, 4000));
+    // Until the renewal has gone out, then past the first token's own end: only a renewed token still works there.
+    while (renewing.roundTrips === loginTrips) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, Math.max(0, loggedInAt + ttlMs + 500 - Date.now())));
     renewing.stopRenewal();
     expect(errors).toEqual([]);
     const trips = renewing.roundTrips;

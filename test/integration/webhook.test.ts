@@ -431,9 +431,9 @@ describe.skipIf(!ready)('imagegate webhook serve: credentials, budget, certifica
   });
 
   it('answers within its look-up budget when a registry hangs', async () => {
-    const started = Date.now();
+    // The registry never answers: only the budget ends the look-up (without it the test runs into its timeout), and
+    // the message says it was the budget. No bound on elapsed time, which a loaded machine could break.
     const res = await review('validate', podReview({ serviceAccountName: 'web', containers: [{ name: 'c', image: `127.0.0.1:${(blackHole.address() as AddressInfo).port}/prod/x:1` }] }));
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(res.allowed).toBe(false);
     expect(res.status!.message).toMatch(/1500 ms budget/);
   });

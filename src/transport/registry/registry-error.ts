@@ -5,8 +5,6 @@ export interface RequestContext {
   method: string;
   what: string;
   host: string;
-  /** Where the credentials sent came from (`--creds`, an auth file), when some were sent; decides a 401's hint. */
-  credentials?: string;
 }
 
 /** One entry of the Distribution API's error body `{"errors":[{"code","message","detail"}]}`. */
@@ -51,10 +49,8 @@ export function registryResponseError(status: number, body: string, ctx: Request
   let hint = '';
   if (status === 401 || codes.has('UNAUTHORIZED')) {
     code = 'AUTH';
-    hint =
-      ctx.credentials !== undefined
-        ? `; the credentials from ${ctx.credentials} were rejected: check the user name and password`
-        : `; log in with \`docker login ${ctx.host}\`, or pass --creds USER (the password is asked for, or read with --creds-stdin)`;
+    // Credentials we sent and the registry refused are reported by the authorization interceptor (auth.ts `refused`).
+    hint = `; log in with \`docker login ${ctx.host}\`, or pass --creds USER (the password is asked for, or read with --creds-stdin)`;
   } else if (status === 403 || codes.has('DENIED')) {
     code = 'AUTH';
     hint = '; the credentials are valid but lack permission for this repository';

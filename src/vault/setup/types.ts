@@ -82,8 +82,10 @@ export interface VaultSetup {
     roles: CiRole[];
   };
   workloads?: {
-    /** Kubernetes auth (TokenReview at every login). */
-    /** Without `caCert`, Vault reads its own pod's CA file (the document said `caCertFromVaultPod: true`). */
+    /**
+     * Kubernetes auth (TokenReview at every login). Without `caCert`, Vault reads its own pod's CA file (the document
+     * said `caCertFromVaultPod: true`).
+     */
     kubernetes?: { mount: string; host: string; caCert?: string; disableLocalCaJwt: boolean };
     /** JWT auth with the cluster's service-account issuer (no API-server call at login). */
     jwt?: JwtMount;
