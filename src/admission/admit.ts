@@ -133,8 +133,9 @@ export async function admit(req: AdmissionRequest, deps: AdmissionDeps, mutate: 
   // Pod model: protected, encrypted images run as their plaintext base, with the rest unpacked by imagegate init.
   const podModel = isPod && policy.runtimeModel === 'pod' && check !== undefined ? protectedImages : [];
   for (const f of podModel) {
-    if (f.list !== 'containers' || resolved.get(f.image)?.pod === undefined) {
-      const why = f.list !== 'containers' ? `${f.list} cannot run encrypted images in the pod model` : 'it was not encrypted for the pod model';
+    const image = resolved.get(f.image);
+    if (f.list !== 'containers' || image?.pod === undefined) {
+      const why = f.list !== 'containers' ? `${f.list} cannot run encrypted images in the pod model` : (image?.podProblem ?? 'it was not encrypted for the pod model');
       return {
         response: deny(req.uid, `imagegate: container ${f.name} (${f.image}): ${why}; encrypt it with --plain-base BASE --paths …, or use the node model`),
         result: 'denied',

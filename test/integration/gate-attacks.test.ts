@@ -64,6 +64,13 @@ async function putManifest(repository: string, reference: string, json: object, 
   return { digest: res.headers['docker-content-digest'] as string, size: body.length, mediaType };
 }
 
+/** A manifest as the registry serves it, to edit as an attacker would. */
+async function readManifest(repository: string, reference: string): Promise<ImageManifest & { mediaType: string; annotations?: Record<string, string> }> {
+  const res = await request(`${reg.url}/v2/${repository}/manifests/${reference}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  if (res.statusCode !== 200) throw new Error(`GET ${repository}:${reference} answered ${res.statusCode}`);
+  return (await res.body.json()) as ImageManifest & { mediaType: string; annotations?: Record<string, string> };
+}
+
 let proxy: CountingProxy;
 
 beforeAll(async () => {
@@ -208,6 +215,32 @@ describe.skipIf(!ready)('the gate against an attacker', () => {
     const missing = await podModel.reviewPod('validate', { serviceAccountName: 'web', containers: [{ name: 'app', image: `${reg.host}/prod/missing:1` }] });
     expect(missing.allowed).toBe(false);
     expect(missing.status!.message).toContain('could not check the images, so it refuses (failurePolicy: open)');
+  });
+
+  it('pod model: a base annotation pointing at another image, or at a tag, is refused; the image the encryptor wrote is admitted', async () => {
+    // The encryptor's image: the plaintext base (the first layer of prod/plain) under the Vault-encrypted rest.
+    const plainManifest = await readManifest('prod/plain', '1');
+    const base = await putManifest('prod/plain', 'base', { ...plainManifest, layers: plainManifest.layers.slice(0, 1) }, plainManifest.mediaType);
+    await imagegateOk(['encrypt', `docker://${reg.host}/prod/plain:1`, `docker://${reg.host}/prod/podapp:1`, '-r', 'vault:prod', '--plain-base', `docker://${reg.host}/prod/plain:base`, '--paths', 'data', '--insecure', '-q'], { env: vaultEnv });
+    const pod = (tag: string) => ({ serviceAccountName: 'web', containers: [{ name: 'app', image: `${reg.host}/prod/podapp:${tag}` }] });
+    const genuine = await podModel.reviewPod('mutate', pod('1'));
+    expect(genuine.allowed, genuine.status?.message).toBe(true);
+    expect(podModel.patchOf(genuine)).toContainEqual(expect.objectContaining({ path: '/spec/containers/0/image', value: `${reg.host}/prod/plain@${base.digest}` }));
+
+    // The attacker (push rights only) keeps the Vault-wrapped layer, which still unwraps, and names their own base.
+    await skopeo(['copy', ...skopeoTls, `docker://${reg.host}/prod/plain:1`, `docker://${reg.host}/attacker/evil:1`]);
+    const evil = await putManifest('attacker/evil', 'pinned', await readManifest('attacker/evil', '1'), plainManifest.mediaType);
+    const encrypted = await readManifest('prod/podapp', '1');
+    for (const [tag, forgedBase, why] of [
+      ['other-base', `${reg.host}/attacker/evil@${evil.digest}`, 'is not the bottom 1 layer(s) of this image'],
+      ['tagged-base', `${reg.host}/prod/plain:base`, 'is not pinned by digest'],
+    ] as const) {
+      const annotations = { ...encrypted.annotations, 'dev.imagegate.pod.base': forgedBase };
+      await putManifest('prod/podapp', tag, { ...encrypted, annotations }, encrypted.mediaType);
+      const res = await podModel.reviewPod('mutate', pod(tag));
+      expect(res.allowed, `${tag}: ${JSON.stringify(podModel.patchOf(res))}`).toBe(false);
+      expect(res.status!.message).toContain(why);
+    }
   });
 
   it('an exempt namespace is never looked up', async () => {
