@@ -3,6 +3,8 @@ import { admit } from '../../src/admission/admit.js';
 import { admissionReviewRequest, objectLabel, reviewsFromManifests, reviewVerdict, type ManifestObjects, type ReviewVerdict, type SkippedObject } from '../../src/admission/manifest-review.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import type { AdmissionRequest, AdmissionResponse } from '../../src/admission/review.js';
+import { describePodPatch } from '../../src/pod-model/describe-patch.js';
+import type { JsonPatch } from '../../src/pod-model/json-patch.js';
 import { ImagegateError, EXIT_CODES } from '../../src/errors.js';
 import { loadPolicyFile } from '../../src/policy/load-policy.js';
 import { parseCount } from '../../src/util/size.js';
@@ -105,7 +107,7 @@ function formatResult({ request, response, verdict }: ReviewResult): string {
   const word = verdict === 'undecided' ? 'undecided' : verdict.padEnd(7);
   let text = `${word} ${objectLabel(request)}${message}\n`;
   for (const w of response.warnings ?? []) text += `  warning: ${w}\n`;
-  for (const change of describePatch(response)) text += `  ${change}\n`;
+  for (const change of describePatch(request, response)) text += `  ${change}\n`;
   return text;
 }
 
@@ -178,12 +180,7 @@ async function askWebhook(url: string, flags: ReviewFlags): Promise<(req: Admiss
 }
 
 /** The mutating hook's JSON patch, in words: which images it pins, what it injects. */
-function describePatch(res: AdmissionResponse): string[] {
-  if (res.patch === undefined) return [];
-  const ops = JSON.parse(Buffer.from(res.patch, 'base64').toString('utf8')) as Array<{ op: string; path: string; value?: unknown }>;
-  return ops.map((op) => {
-    if (op.path.endsWith('/image') && typeof op.value === 'string') return `pins ${op.path}: ${op.value}`;
-    const name = typeof op.value === 'object' && op.value !== null && 'name' in op.value ? ` ${String((op.value as { name: unknown }).name)}` : '';
-    return `${op.op} ${op.path}${name}`;
-  });
+function describePatch(request: AdmissionRequest, res: AdmissionResponse): string[] {
+  if (res.patch === undefined || request.object === undefined) return [];
+  return describePodPatch(request.kind.kind, request.object, JSON.parse(Buffer.from(res.patch, 'base64').toString('utf8')) as JsonPatch);
 }
