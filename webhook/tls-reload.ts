@@ -1,7 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
-import { ImagegateError, systemErrorCode } from '../src/errors.js';
+import { ImagegateError, isImagegateError, systemErrorCode } from '../src/errors.js';
 import { unexpectedErrorRecord, type LogRecordWriter } from './request-log.js';
 
 /**
@@ -17,11 +17,11 @@ export class ServingCertificate {
     readonly keyFile: string,
   ) {}
 
-  /** The pair as the files hold it now; the expiry follows it. Throws USAGE naming the wrong file. */
+  /** The pair as the files hold it now, for the server to start with; the expiry follows it. Throws USAGE naming the wrong file. */
   read(): { cert: Buffer; key: Buffer } {
-    const pair = readTlsPair(this.certFile, this.keyFile);
-    this.expirySeconds = Date.parse(new X509Certificate(pair.cert).validTo) / 1000;
-    return pair;
+    const { cert, key, validTo } = readTlsPair(this.certFile, this.keyFile);
+    this.expirySeconds = Date.parse(validTo) / 1000;
+    return { cert, key };
   }
 
   /**
@@ -31,10 +31,15 @@ export class ServingCertificate {
   reloadOnChange(server: { setSecureContext(options: SecureContextOptions): void }, pollMs: number, log: LogRecordWriter): () => void {
     const reload = (): void => {
       try {
-        server.setSecureContext(this.read());
+        const { cert, key, validTo } = readTlsPair(this.certFile, this.keyFile);
+        server.setSecureContext({ cert, key });
+        // Only once the new pair serves: until then the gauge keeps telling when the old one expires.
+        this.expirySeconds = Date.parse(validTo) / 1000;
         log({ level: 'info', msg: 'reloaded TLS certificate', cert: this.certFile });
       } catch (e) {
-        log(unexpectedErrorRecord('could not reload TLS certificate; keeping the old one', e));
+        // Expected while a rotation has written one file but not the other: not a bug to report.
+        if (isImagegateError(e)) log({ level: 'warn', msg: 'could not reload TLS certificate; keeping the old one', code: e.code, error: e.message });
+        else log(unexpectedErrorRecord('could not reload TLS certificate; keeping the old one', e));
       }
     };
     watchFile(this.certFile, { interval: pollMs, persistent: false }, reload);
@@ -51,7 +56,7 @@ export class ServingCertificate {
  * on rotation the old pair stays). A key that does not match the certificate is the common case: cert-manager
  * or a hand-made secret updating one file before the other, or two files from different runs of openssl.
  */
-function readTlsPair(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+function readTlsPair(certFile: string, keyFile: string): { cert: Buffer; key: Buffer; validTo: string } {
   const read = (file: string, what: string): Buffer => {
     try {
       return readFileSync(file);
@@ -79,5 +84,5 @@ function readTlsPair(certFile: string, keyFile: string): { cert: Buffer; key: Bu
       `TLS key ${keyFile} does not belong to certificate ${certFile} (its public key differs); give the key the certificate was issued for, from the same Secret or the same openssl run`,
     );
   }
-  return { cert, key };
+  return { cert, key, validTo: certificate.validTo };
 }

@@ -31,6 +31,8 @@ export interface PlainBaseContainer {
  * server to apply to `object`: images first, then the check's placement, then the pod model's swap.
  */
 export function podPatch(kind: string, object: JsonObject, mutation: PodMutation): JsonPatch {
+  // The check removes reserved containers, which shifts the indices the pod model's swap goes by: one model per pod.
+  if (mutation.check !== undefined && mutation.plainBase !== undefined) throw new Error('podPatch: a pod is mutated for the node model or the pod model, not both');
   return patchFromMutation(object, (copy) => {
     const spec = podTemplateOf(kind, copy)?.spec;
     if (spec === undefined) throw new ImagegateError('BAD_FORMAT', `this ${kind} has no pod spec to patch`);

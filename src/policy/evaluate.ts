@@ -3,8 +3,6 @@ import { globToRegExp, matchesAnyGlob } from '../util/glob.js';
 import { readTransitKey, recipientFormOf } from '../vault/transit-key.js';
 import type { AdmissionPolicy, AdmissionSubject, AllowedKey, ContainerFacts, Decision, PlatformImageFacts, RepositoryRule, Violation } from './types.js';
 
-/** The scheme of layer keys wrapped by a Vault Transit key (the `imagegate` key provider). */
-
 /** Why a namespace is not checked at all (exempt, or outside `namespaces.include`), or undefined when it is. */
 export function namespaceNotInScope(policy: AdmissionPolicy, namespace: string): string | undefined {
   if (matchesAnyGlob(namespace, policy.namespaces.exempt)) return `namespace ${namespace} is exempt`;
