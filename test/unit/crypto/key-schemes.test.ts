@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { LoadedKey } from '../../../src/crypto/key-files.js';
 import { prepareLayerDecryption, prepareLayerEncryption, unwrapLayerOptions } from '../../../src/crypto/layer-crypto.js';
 import { layerKeyReferences, manifestEncryption } from '../../../src/crypto/layer-recipients.js';
+import { prepareRecipients } from '../../../src/crypto/recipients.js';
 import { jweRecipients } from '../../../src/crypto/schemes/jwe.js';
 import { Keyring, keyringSlot } from '../../../src/crypto/schemes/keyring.js';
 import { KEY_SCHEMES, keyAnnotations, schemeForRecipient } from '../../../src/crypto/schemes/registry.js';
@@ -149,6 +150,16 @@ describe('Keyring', () => {
   it('lets the Vault scheme refuse to wrap without a session or a repository to bind to', async () => {
     await expect(vaultTransitScheme.recipients(['transit/app'], { binding: undefined, keyring: new Keyring() })).rejects.toThrow(/bind each layer key to the repository/);
     await expect(vaultTransitScheme.recipients(['transit/app'], { binding: 'reg/a', keyring: new Keyring() })).rejects.toThrow(/needs Vault: set VAULT_ADDR/);
+  });
+});
+
+describe('--recipient refusals', () => {
+  it('says which of ocicrypt’s other schemes a recipient was (a key problem), or that the flag is malformed', async () => {
+    const context = { binding: undefined, keyring: new Keyring() };
+    await expect(prepareRecipients(['pgp:alice@example.com'], context)).rejects.toMatchObject({ code: 'BAD_KEY', message: expect.stringContaining('pgp recipients are not supported') });
+    await expect(prepareRecipients(['provider:other:x'], context)).rejects.toMatchObject({ code: 'BAD_KEY', message: expect.stringContaining('the only key provider built in is imagegate') });
+    await expect(prepareRecipients(['jew:./k.pem'], context)).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('unknown scheme "jew"; use jwe:PUBLIC_KEY or vault:[MOUNT/]KEY') });
+    await expect(prepareRecipients(['vault:'], context)).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('must be SCHEME:VALUE') });
   });
 });
 
