@@ -190,8 +190,20 @@ abstract class BaseReporter implements ProgressReporter {
     protected readonly settings: Settings,
   ) {}
 
+  /**
+   * Blobs in flight together that fail for one cause (credentials the registry refused, a full disk) fail with the
+   * same message: text says it once and the others only that they failed for the same reason, so the cause is read
+   * once and not once per layer. JSON keeps every message: a tool reads each event on its own.
+   */
+  protected readonly saysFailuresOnce: boolean = true;
+  private readonly failuresSaid = new Set<string>();
+
   update(event: BlobProgress): void {
     if (this.finished) return;
+    if (this.saysFailuresOnce && event.phase === 'failed' && event.message !== undefined) {
+      if (this.failuresSaid.has(event.message)) event = { ...event, message: 'the same error as above' };
+      else this.failuresSaid.add(event.message);
+    }
     const now = this.settings.now();
     this.firstAt ??= now;
     let blob = this.blobs.get(event.id);
@@ -260,6 +272,7 @@ class PlainReporter extends BaseReporter {
  * Every line carries the schema version.
  */
 class JsonReporter extends BaseReporter {
+  protected override readonly saysFailuresOnce = false;
   private resulted = false;
 
   protected handle(blob: TrackedBlob, now: number): void {

@@ -95,24 +95,9 @@ export async function transferSettings(flags: TransferFlags, verb: string): Prom
     copy: {
       ...(flags.jobs !== undefined ? { concurrency: parseCount(flags.jobs, '--jobs', 1, 32) } : {}),
       ...(base.retry !== undefined ? { retry: base.retry } : {}),
-      ...(progress !== undefined ? { onProgress: eachFailureSaidOnce((e) => progress.update(e)) } : {}),
+      ...(progress !== undefined ? { onProgress: (e: BlobProgress) => progress.update(e) } : {}),
     },
     progress,
-  };
-}
-
-/**
- * Blobs in flight together that fail for one cause (credentials the registry refused, a full disk) fail with the
- * same message: the first says it, the others only that they failed for the same reason, so the cause is read once
- * and not once per layer.
- */
-function eachFailureSaidOnce(update: (e: BlobProgress) => void): (e: BlobProgress) => void {
-  const said = new Set<string>();
-  return (e) => {
-    if (e.phase !== 'failed' || e.message === undefined) return update(e);
-    if (said.has(e.message)) return update({ ...e, message: 'the same error as above' });
-    said.add(e.message);
-    update(e);
   };
 }
 

@@ -462,3 +462,16 @@ describe('json: only JSON lines, ending with a result event', () => {
     expect(await endProgress(Promise.resolve(42), undefined)).toBe(42);
   });
 });
+
+describe('failures of one cause', () => {
+  it('text says the cause once and the others only that they failed the same way; json keeps every message', () => {
+    const refused = 'registry.example refused the credentials for team/app';
+    const plain = sink();
+    const text = reporter('plain', plain, clock());
+    const json = sink();
+    const lines = reporter('json', json, clock());
+    for (const r of [text, lines]) for (const id of ['1', '2', '3']) r.update(event(id, 'failed', 0, { message: refused }));
+    expect(plain.text().trimEnd().split('\n').map((l) => l.replace(/^failed linux\/amd64 layer \d \(sha256:\dabc…\): /, ''))).toEqual([refused, 'the same error as above', 'the same error as above']);
+    expect(json.text().trimEnd().split('\n').map((l) => (JSON.parse(l) as { message?: string }).message)).toEqual([refused, refused, refused]);
+  });
+});
