@@ -266,9 +266,10 @@ function prometheusRuleCrd(): string | undefined {
 }
 
 describe.skipIf(!deployTools)('kubeconform', () => {
-  it("the PrometheusRule is valid against prometheus-operator's CRD, strictly", async () => {
+  it("the PrometheusRule is valid against prometheus-operator's CRD, strictly", async (ctx) => {
     const crdFile = prometheusRuleCrd();
-    if (crdFile === undefined) return;
+    // Only outside CI (prometheusRuleCrd throws under CI=true without Go): reported as skipped, not as passed.
+    if (crdFile === undefined) return ctx.skip('no Go toolchain to fetch the CRD');
     const toolsDir = path.dirname(path.dirname(deployTools!.helm));
     const swagger: unknown = JSON.parse(await readFile(path.join(toolsDir, 'sources/kubernetes/swagger.json'), 'utf8'));
     const schemas = convertToKubeconformSchemas(swagger, [parse(await readFile(crdFile, 'utf8'))]);
