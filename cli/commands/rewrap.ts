@@ -33,17 +33,19 @@ export function registerRewrap(program: Command): void {
         'be moved and no --new-tag-suffix was given, otherwise as for other commands.',
     );
   addTransferOptions(command, false).action(async (images: string[], flags: RewrapFlags) => {
-    const transfer = await transferSettings({ ...flags, quiet: true }, 'rewrap');
-    const registry = transfer.source.registry ?? {};
-    const refs = flags.repositories.length > 0 ? await catalogTargets(images, registry, flags.repositories) : images.map((text) => {
+    // The flags first: a typo is reported before a password is asked for or read.
+    if (flags.newTagSuffix !== undefined && !/^[\w.-]{1,64}$/.test(flags.newTagSuffix)) {
+      throw new ImagegateError('USAGE', `--new-tag-suffix ${JSON.stringify(flags.newTagSuffix)}: a tag suffix is letters, digits, '_', '.' and '-' (for example -rewrapped)`);
+    }
+    const named = flags.repositories.length > 0 ? undefined : images.map((text) => {
       const r = parseTransportReference(text);
       if (r.transport !== 'docker') throw new ImagegateError('USAGE', `rewrap works on registry images (docker://HOST/REPO[:TAG]), not ${text}`);
       if (r.reference.digest !== undefined) throw new ImagegateError('USAGE', `${text}: name a tag or a whole repository; a digest cannot be moved to a rewrapped image`);
       return r.reference;
     });
-    if (flags.newTagSuffix !== undefined && !/^[\w.-]{1,64}$/.test(flags.newTagSuffix)) {
-      throw new ImagegateError('USAGE', `--new-tag-suffix ${JSON.stringify(flags.newTagSuffix)}: a tag suffix is letters, digits, '_', '.' and '-' (for example -rewrapped)`);
-    }
+    const transfer = await transferSettings({ ...flags, quiet: true }, 'rewrap');
+    const registry = transfer.source.registry ?? {};
+    const refs = named ?? (await catalogTargets(images, registry, flags.repositories));
     const keyring = await decryptionKeyring([], { services: true, repository: undefined });
     let stuck = 0;
     for (const ref of refs) {
