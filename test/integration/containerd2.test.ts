@@ -14,6 +14,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCountingProxy, type CountingProxy } from '../support/counting-proxy.js';
 import { containerd2Tools, containerd2Unavailable, startContainerd2, type Containerd2 } from '../support/containerd2.js';
 import { buildOciLayout } from '../support/image-builder.js';
 import { CLI, imagegateOk } from '../support/imagegate.js';
@@ -33,6 +34,8 @@ let work: string;
 let cleanup: (() => Promise<void>) | undefined;
 /** host:port/team/app:1, encrypted with vault:KEY */
 let image: string;
+/** The stranger's way to Vault, so the test sees that its key provider asked Vault (and was refused). */
+let strangerVault: CountingProxy;
 
 type Identity = 'node' | 'stranger';
 /** Per identity: the ocicrypt directory config-v3.toml's /etc/containerd/ocicrypt/ becomes. */
@@ -61,7 +64,8 @@ async function keyProviderFor(identity: Identity, imagegateBin: string): Promise
   // The dev server speaks plain HTTP, so the CA setting goes; everything else is the shipped file's.
   const { VAULT_CACERT: _ca, ...vault } = shipped.vault;
   const settings = path.join(dir, 'keyprovider.json');
-  await writeFile(settings, JSON.stringify({ vault: { ...vault, VAULT_ADDR: bao.address, VAULT_ROLE_ID: roleId, VAULT_SECRET_ID_FILE: secretFile } }));
+  const address = identity === 'stranger' ? `http://${strangerVault.host}` : bao.address;
+  await writeFile(settings, JSON.stringify({ vault: { ...vault, VAULT_ADDR: address, VAULT_ROLE_ID: roleId, VAULT_SECRET_ID_FILE: secretFile } }));
   let registration = await readFile(path.join(RUNTIME, 'ocicrypt_keyprovider.cmd.conf'), 'utf8');
   registration = rewrite(registration, '/usr/local/bin/imagegate', imagegateBin, 1);
   registration = rewrite(registration, '/etc/imagegate/keyprovider.json', settings, 1);
@@ -99,6 +103,7 @@ beforeAll(async () => {
   const imagegateBin = path.join(work, 'imagegate');
   await writeFile(imagegateBin, `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
   await chmod(imagegateBin, 0o755);
+  strangerVault = await startCountingProxy(bao.address);
   for (const identity of ['node', 'stranger'] as const) await keyProviderFor(identity, imagegateBin);
 
   const showfiles = await readFile(path.join(containerd2Tools().kubernetesBin, 'showfiles'));
@@ -115,6 +120,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await strangerVault?.close();
   await registry?.stop();
   await bao?.stop();
   await cleanup?.();
@@ -177,6 +183,8 @@ describe.skipIf(unavailable)('containerd 2.4.2 with deploy/runtime/containerd/co
     // fails and nothing is unpacked, which is checked below; the node identity's pull above succeeds on the same image.
     const decoderFailed = /failed to extract layer \(application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip\+encrypted/;
     expect(pull.stderr).toMatch(new RegExp(`${decoderFailed.source}|${EXTRACTED_NOTHING.source}`));
+    // Whichever report wins, the key provider asked Vault to decrypt as the stranger, whose policy has no such path.
+    expect(strangerVault.requests).toContain(`POST /v1/transit/decrypt/${KEY}`);
     // When the decoder's report wins: Vault's refusal, with the path the policy lacks.
     if (decoderFailed.test(pull.stderr)) {
       expect(pull.stderr).toMatch(new RegExp(`imagegate: key-provider unwrap: .* denied transit/decrypt/${KEY} \\(permission denied\\)`));
