@@ -1,5 +1,5 @@
 import { ImagegateError } from '../src/errors.js';
-import { errorFromSystemFailure } from '../src/util/system-errors.js';
+import { asImagegateError } from '../src/util/system-errors.js';
 import type { BlobProgress } from '../src/ops/copy.js';
 import { JSON_SCHEMA_VERSION } from './json-output.js';
 
@@ -297,7 +297,7 @@ class JsonReporter extends BaseReporter {
     }
     const e = outcome.error;
     // Classified as the CLI's error handler does: a full disk or a port in use is a typed error, not an internal one.
-    const typed = e instanceof ImagegateError ? e : errorFromSystemFailure(e);
+    const typed = asImagegateError(e);
     const error =
       typed !== undefined
         ? { code: typed.code, exitCode: typed.exitCode, message: typed.message, ...typed.fields }

@@ -1,6 +1,6 @@
 import { CommanderError } from 'commander';
 import { ImagegateError } from '../src/errors.js';
-import { errorFromSystemFailure } from '../src/util/system-errors.js';
+import { asImagegateError } from '../src/util/system-errors.js';
 import { reportedAsJson } from './progress.js';
 
 /** Exit code for failures that are our bug, not the user's input. */
@@ -19,7 +19,7 @@ export function info(message: string): void {
  * else is an internal error, shown with its stack when IMAGEGATE_DEBUG is set.
  */
 export function reportFailure(e: unknown): number {
-  const typed = e instanceof ImagegateError ? e : errorFromSystemFailure(e);
+  const typed = asImagegateError(e);
   // --progress json already wrote this failure as its result event; a text line would break "JSON lines only".
   if (reportedAsJson(e)) return typed?.exitCode ?? EXIT_INTERNAL;
   if (typed !== undefined) {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { admit } from '../../src/admission/admit.js';
-import { admissionReviewRequest, objectLabel, reviewsFromManifests, reviewVerdict, type ManifestObjects, type ReviewVerdict, type SkippedObject } from '../../src/admission/manifest-review.js';
+import { admissionReviewRequest, objectLabel, objectName, reviewsFromManifests, reviewVerdict, type ManifestObjects, type ReviewVerdict, type SkippedObject } from '../../src/admission/manifest-review.js';
+import type { JsonObject } from '../../src/image/validate.js';
 import { ImageResolver } from '../../src/admission/resolver.js';
 import type { AdmissionRequest, AdmissionResponse } from '../../src/admission/review.js';
 import { describePodPatch } from '../../src/pod-model/describe-patch.js';
@@ -121,14 +122,13 @@ function skippedSummary(skipped: SkippedObject[]): string {
 /** The --json document's fields (docs/json-output.md): one result per object, skipped ones included. */
 function jsonReport(results: ReviewResult[], skipped: SkippedObject[], counts: Record<ReviewVerdict, number>): object {
   const reviewed = results.map(({ where, request, response, verdict }) => {
-    const metadata = (request.object?.metadata ?? {}) as { name?: unknown; generateName?: unknown };
     const patch = response.patch !== undefined ? (JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')) as unknown[]) : undefined;
     return {
       source: where,
       apiVersion: request.kind.group === '' ? request.kind.version : `${request.kind.group}/${request.kind.version}`,
       kind: request.kind.kind,
       namespace: request.namespace,
-      name: typeof metadata.name === 'string' ? metadata.name : typeof metadata.generateName === 'string' ? `${metadata.generateName}…` : '(unnamed)',
+      name: objectName(request.object?.metadata as JsonObject | undefined),
       verdict,
       ...(response.status !== undefined ? { code: response.status.code, message: response.status.message } : {}),
       warnings: response.warnings ?? [],

@@ -61,7 +61,7 @@ function addObject(out: ManifestObjects, object: unknown, label: string, namespa
   }
   const ownNamespace = typeof metadata.namespace === 'string' ? metadata.namespace : undefined;
   if (!isAdmittedKind(kind)) {
-    out.skipped.push({ where: label, apiVersion, kind, ...(ownNamespace !== undefined ? { namespace: ownNamespace } : {}), name: nameOf(metadata) });
+    out.skipped.push({ where: label, apiVersion, kind, ...(ownNamespace !== undefined ? { namespace: ownNamespace } : {}), name: objectName(metadata) });
     return;
   }
   const [group, version] = apiVersion.includes('/') ? (apiVersion.split('/', 2) as [string, string]) : ['', apiVersion];
@@ -80,13 +80,14 @@ function addObject(out: ManifestObjects, object: unknown, label: string, namespa
   });
 }
 
-function nameOf(metadata: JsonObject | undefined): string {
+/** An object's name as people read it: its name, `PREFIX…` for a generateName, or `(unnamed)`. */
+export function objectName(metadata: JsonObject | undefined): string {
   return typeof metadata?.name === 'string' ? metadata.name : typeof metadata?.generateName === 'string' ? `${metadata.generateName}…` : '(unnamed)';
 }
 
 /** The name a user knows an object by: `Pod shop/web`. */
 export function objectLabel(req: AdmissionRequest): string {
-  return `${req.kind.kind} ${req.namespace}/${nameOf(req.object?.metadata as JsonObject | undefined)}`;
+  return `${req.kind.kind} ${req.namespace}/${objectName(req.object?.metadata as JsonObject | undefined)}`;
 }
 
 /** The AdmissionReview a webhook receives from the API server for `req`. */

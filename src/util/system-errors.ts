@@ -48,11 +48,16 @@ export function noSpaceError(e: unknown, target: string, description: string): I
   );
 }
 
+/** Any failure as our typed error when it is one or can be classified (a full disk, a port in use); undefined for a bug. */
+export function asImagegateError(e: unknown): ImagegateError | undefined {
+  return e instanceof ImagegateError ? e : errorFromSystemFailure(e);
+}
+
 /**
  * The typed error for a system failure that reached the top without one, or undefined for failures that are ours
  * to explain (a bug). Only errors that carry enough to name the cause are mapped.
  */
-export function errorFromSystemFailure(e: unknown): ImagegateError | undefined {
+function errorFromSystemFailure(e: unknown): ImagegateError | undefined {
   const code = systemErrorCode(e);
   if (code === undefined) return undefined;
   const file = pathOf(e);
