@@ -23,6 +23,8 @@ command -v containerd >/dev/null || missing+=(containerd)
 command -v buildah >/dev/null || missing+=(buildah)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v npm >/dev/null || missing+=(npm)
+# Debian's own Node (older than the CLI needs): node-version.test.ts checks the CLI refuses it clearly.
+[ -x /usr/bin/node ] || missing+=(nodejs)
 # The one-node test cluster (test/infra/cluster.sh): runc and CNI plugins for containerd, and the tools its scripts use.
 command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)

@@ -36,6 +36,13 @@ describe('the Node.js version the CLI needs', () => {
     const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { engines: { node: string } };
     expect(pkg.engines.node).toBe(`>=${MIN_NODE_VERSION}`);
   });
+
+  it('is the one scripts/node24.sh checks before it fetches Node 24', () => {
+    const [major, minor] = MIN_NODE_VERSION.split('.');
+    const script = readFileSync(path.join(REPO, 'scripts/node24.sh'), 'utf8');
+    expect(script).toContain(`a>${major}||(a===${major}&&b>=${minor})`);
+    expect(script).toContain(`>= ${major}.${minor}`);
+  });
 });
 
 describe.skipIf('missing' in old)('imagegate on an old Node.js', () => {
